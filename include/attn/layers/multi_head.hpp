@@ -1,0 +1,170 @@
+/// \file
+/// `multi_head` — multi-head self-attention with a fused QKV projection (Vaswani et al., 2017,
+/// "Attention Is All You Need").
+///
+/// Shapes: input x `[B, T, D_in]` (D_in = `input_dim`, default `embed_dim`); output `[B, T, embed_dim]`.
+/// Optional boolean mask (true = attend): rank 2 `[B, T]` key padding, rank 3 `[B, T, T]`, rank 4
+/// `[B, 1|num_heads, T, T]`. Optional attention weights `[B, num_heads, T, T]`.
+///
+/// Weights (Keras layout): `qkv/kernel [D_in, 3·embed_dim]` (columns: Q, K, V blocks, head i owning
+/// columns [i·d, (i+1)·d) of each block), `qkv/bias [3·embed_dim]` and `proj/bias [embed_dim]` when
+/// `use_bias`, `proj/kernel [embed_dim, embed_dim]`. Forward:
+///   Q, K, V = split(x·Wqkv + bqkv);  P = softmax(Q Kᵀ / sqrt(d) masked);  y = merge(P V)·Wproj + bproj.
+///
+/// Differences from the reference (deliberate):
+/// - The reference never checks D_in against embed_dim and builds its kernel from whatever comes
+///   first; here the input width is the `input_dim` parameter (default `embed_dim`) and is checked.
+/// - The reference adds (1 − m)·(−1e9) to the logits, so a query row whose every key is masked gets the
+///   softmax of its unmasked logits; here such a row yields zeros (the library-wide mask contract).
+///   Masks are boolean; `attn::mask_from_values` converts a 0/1 numeric mask and rejects other values.
+/// - Attention weights can be returned (the reference returns none). Dropout is the identity
+///   (inference library); `dropout_rate` is validated and kept.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "attn/core/init.hpp"
+#include "attn/core/param.hpp"
+#include "attn/core/tensor.hpp"
+#include "attn/core/weights.hpp"
+#include "attn/ops/linear.hpp"
+#include "attn/ops/masks.hpp"
+#include "attn/ops/sdpa.hpp"
+
+namespace attn {
+
+struct MultiHeadAttentionConfig {
+  int embed_dim = 0;
+  int num_heads = 8;
+  double dropout_rate = 0.0;
+  std::string_view kernel_initializer = "he_normal";
+  bool use_bias = false;
+  std::optional<int> input_dim{};
+
+  static constexpr std::string_view type_name = "multi_head";
+  static constexpr std::string_view class_name = "MultiHeadAttention";
+  static constexpr std::string_view description =
+      "Standard multi-head self-attention with a fused QKV projection.";
+  static constexpr std::string_view use_case =
+      "General-purpose self-attention in vision and sequence models.";
+  static constexpr std::array<std::string_view, 1> training_only{"kernel_regularizer"};
+
+  static constexpr auto fields() {
+    using C = MultiHeadAttentionConfig;
+    return std::array{
+        Field<C>{.name = "embed_dim", .member = &C::embed_dim, .required = true, .rule = Rule::positive,
+                 .example = 32, .doc = "Model width: output features, and num_heads x head width."},
+        Field<C>{.name = "num_heads", .member = &C::num_heads, .rule = Rule::positive,
+                 .doc = "Number of attention heads; must divide embed_dim."},
+        Field<C>{.name = "dropout_rate", .member = &C::dropout_rate, .rule = Rule::unit_closed,
+                 .doc = "Dropout on the attention probabilities (identity at inference)."},
+        Field<C>{.name = "kernel_initializer", .member = &C::kernel_initializer,
+                 .choices = initializer_names, .doc = "Initializer of both kernels."},
+        Field<C>{.name = "use_bias", .member = &C::use_bias, .doc = "Add biases to both projections."},
+        Field<C>{.name = "input_dim", .member = &C::input_dim, .rule = Rule::positive,
+                 .doc = "Width of the input features (null: embed_dim). Beyond the reference."},
+    };
+  }
+
+  void check(Problems& p) const {
+    if (num_heads > 0 && embed_dim % num_heads != 0)
+      p.push_back({"num_heads", fmt::format("embed_dim ({}) must be divisible by num_heads ({})",
+                                            embed_dim, num_heads)});
+  }
+  [[nodiscard]] int in_dim() const noexcept { return input_dim.value_or(embed_dim); }
+};
+static_assert(config_table_is_sound<MultiHeadAttentionConfig>());
+
+/// Output of the `_with_weights` forms: the layer output and the attention probabilities.
+template <class T>
+struct AttentionResult {
+  Tensor<T, 3> output;
+  Tensor<T, 4> weights;  ///< [B, heads, T, S]
+};
+
+template <class T = float>
+class MultiHeadAttention {
+public:
+  using Config = MultiHeadAttentionConfig;
+  using Scalar = T;
+  static constexpr std::array<int, 1> input_ranks{3};
+
+  explicit MultiHeadAttention(const Config& config, std::uint64_t seed = 0) : config_(config) {
+    validate(config_);
+    reset_parameters(seed);
+  }
+
+  [[nodiscard]] const Config& config() const noexcept { return config_; }
+  [[nodiscard]] const WeightSet<T>& parameters() const noexcept { return weights_; }
+  [[nodiscard]] WeightSet<T>& parameters() noexcept { return weights_; }
+
+  /// Re-draws every weight from `seed` with the configured initializers.
+  void reset_parameters(std::uint64_t seed) {
+    const Index e = config_.embed_dim;
+    WeightSet<T> w;
+    w.add("qkv/kernel", {config_.in_dim(), 3 * e}, config_.kernel_initializer, seed);
+    if (config_.use_bias) w.add("qkv/bias", {3 * e}, "zeros", seed);
+    w.add("proj/kernel", {e, e}, config_.kernel_initializer, seed);
+    if (config_.use_bias) w.add("proj/bias", {e}, "zeros", seed);
+    weights_ = std::move(w);
+  }
+
+  [[nodiscard]] Shape output_shape(const Shape& x) const {
+    check_input(x);
+    return {x[0], x[1], config_.embed_dim};
+  }
+  static std::vector<Shape> example_input_shapes(const Config& c) { return {{2, 5, c.in_dim()}}; }
+
+  template <class X>
+    requires TensorOf<X, T, 3>
+  [[nodiscard]] Tensor<T, 3> forward(const X& x, const BoolMask& mask = {}) const {
+    return run(view_of<T, 3>(x), mask, nullptr).output;
+  }
+  template <class X>
+    requires TensorOf<X, T, 3>
+  [[nodiscard]] AttentionResult<T> forward_with_weights(const X& x, const BoolMask& mask = {}) const {
+    Tensor<T, 4> w;
+    auto r = run(view_of<T, 3>(x), mask, &w);
+    r.weights = std::move(w);
+    return r;
+  }
+
+private:
+  void check_input(const Shape& x) const {
+    check_shape(Config::type_name, "input", x, {-1, -1, config_.in_dim()},
+                "([batch, seq, input_dim])");
+  }
+
+  AttentionResult<T> run(ConstTensorView<T, 3> x, const BoolMask& mask, Tensor<T, 4>* weights) const {
+    check_input(shape_of(x));
+    const Index B = x.dimension(0), L = x.dimension(1), E = config_.embed_dim, H = config_.num_heads;
+    const Index d = E / H;
+    const bool bias = config_.use_bias;
+    Tensor<T, 3> qkv(B, L, 3 * E);
+    ops::dense(x.data(), B * L, weights_[0], bias ? &weights_[1] : nullptr, qkv.data());
+    ops::AttentionMask<T> m;
+    bind_mask(m, mask, B, H, L, L, Config::type_name);
+    Tensor<T, 3> ctx(B, L, E);
+    if (weights) *weights = Tensor<T, 4>(B, H, L, L);
+    ops::attention(ops::heads_of<T>(qkv.data(), B, L, H, d, 3 * E),
+                   ops::heads_of<T>(qkv.data() + E, B, L, H, d, 3 * E),
+                   ops::heads_of<T>(qkv.data() + 2 * E, B, L, H, d, 3 * E),
+                   ops::heads_out<T>(ctx.data(), B, L, H, d, E), static_cast<T>(1.0 / std::sqrt(double(d))),
+                   m, weights ? weights->data() : nullptr);
+    AttentionResult<T> r;
+    r.output = Tensor<T, 3>(B, L, E);
+    const std::size_t pk = bias ? 2 : 1;
+    ops::dense(ctx.data(), B * L, weights_[pk], bias ? &weights_[3] : nullptr, r.output.data());
+    return r;
+  }
+
+  Config config_;
+  WeightSet<T> weights_;
+};
+
+}  // namespace attn

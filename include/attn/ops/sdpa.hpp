@@ -1,0 +1,135 @@
+/// \file
+/// Scaled dot-product attention over strided head views: the interface every attention layer calls,
+/// and the plain `reference` path (full score matrix per head) that tests compare against.
+///
+/// Layout: Q is read as [B, T, Hq, d], K as [B, S, Hkv, d], V as [B, S, Hkv, dv], each through
+/// strides, so the output of a projection `[B, T, heads·d]` (or a fused `[B, T, 3·D]`) is used in
+/// place. Query head h reads K/V head h / (Hq / Hkv) (grouped-query attention without copies).
+/// The output is written as [B, T, Hq, dv] through strides: a contiguous `[B, T, Hq·dv]` buffer is the
+/// merged-heads layout.
+///
+/// Masks (one contract): boolean `true` = attend; an additive bias is added to the scaled logits;
+/// causal masking is bottom-right aligned when T != S (query i sees key j iff j <= i + S - T);
+/// key_lengths[b] masks keys j >= key_lengths[b]. A query row whose every key is masked yields zeros.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "attn/core/tensor.hpp"
+
+namespace attn::ops {
+
+/// A read-only [batch, len, heads, dim] view; the last axis is contiguous.
+template <class T>
+struct HeadsView {
+  const T* data = nullptr;
+  Index batch = 0, len = 0, heads = 0, dim = 0;
+  Index s_batch = 0, s_len = 0, s_head = 0;
+  [[nodiscard]] const T* at(Index b, Index l, Index h) const noexcept {
+    return data + b * s_batch + l * s_len + h * s_head;
+  }
+};
+
+/// A writable [batch, len, heads, dim] view; the last axis is contiguous.
+template <class T>
+struct HeadsOut {
+  T* data = nullptr;
+  Index batch = 0, len = 0, heads = 0, dim = 0;
+  Index s_batch = 0, s_len = 0, s_head = 0;
+  [[nodiscard]] T* at(Index b, Index l, Index h) const noexcept {
+    return data + b * s_batch + l * s_len + h * s_head;
+  }
+};
+
+/// Heads of width `dim` packed side by side in rows of `row_stride` elements starting at `base`:
+/// e.g. Q of a fused QKV projection is heads_of(qkv, B, T, H, d, 3·H·d), K is heads_of(qkv + H·d, ...).
+template <class T>
+HeadsView<T> heads_of(const T* base, Index batch, Index len, Index heads, Index dim, Index row_stride) {
+  return {base, batch, len, heads, dim, len * row_stride, row_stride, dim};
+}
+template <class T>
+HeadsOut<T> heads_out(T* base, Index batch, Index len, Index heads, Index dim, Index row_stride) {
+  return {base, batch, len, heads, dim, len * row_stride, row_stride, dim};
+}
+
+/// Which (query, key) pairs may attend, and an optional additive bias. Strides are in elements over
+/// [batch, head, query] with the key axis contiguous; a stride of 0 broadcasts.
+template <class T>
+struct AttentionMask {
+  bool causal = false;
+  const Index* key_lengths = nullptr;  ///< [B] or null
+  const bool* keep = nullptr;          ///< [.., T, S] or null
+  Index keep_sb = 0, keep_sh = 0, keep_st = 0;
+  const T* bias = nullptr;  ///< [.., T, S] or null
+  Index bias_sb = 0, bias_sh = 0, bias_st = 0;
+
+  [[nodiscard]] bool any() const noexcept {
+    return causal || key_lengths != nullptr || keep != nullptr || bias != nullptr;
+  }
+};
+
+/// The plain path: per (batch, head) the full T x S score matrix, masked row softmax, then P·V.
+/// `weights`, when not null, receives the attention probabilities as a contiguous [B, Hq, T, S].
+template <class T>
+void attention_reference(const HeadsView<T>& q, const HeadsView<T>& k, const HeadsView<T>& v,
+                         const HeadsOut<T>& out, T scale, const AttentionMask<T>& mask,
+                         T* weights = nullptr) {
+  using Strided = Eigen::Map<const Matrix<T>, 0, Eigen::OuterStride<>>;
+  using StridedOut = Eigen::Map<Matrix<T>, 0, Eigen::OuterStride<>>;
+  const Index B = q.batch, Tq = q.len, S = k.len, Hq = q.heads, Hkv = k.heads;
+  const Index group = Hkv > 0 ? Hq / Hkv : 1;
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+  Matrix<T> p(Tq, S);
+  for (Index b = 0; b < B; ++b) {
+    const Index len_b = mask.key_lengths != nullptr ? std::clamp<Index>(mask.key_lengths[b], 0, S) : S;
+    for (Index h = 0; h < Hq; ++h) {
+      const Index kh = h / group;
+      Strided Q(q.at(b, 0, h), Tq, q.dim, Eigen::OuterStride<>(q.s_len));
+      Strided K(k.at(b, 0, kh), S, k.dim, Eigen::OuterStride<>(k.s_len));
+      Strided V(v.at(b, 0, kh), S, v.dim, Eigen::OuterStride<>(v.s_len));
+      p.noalias() = Q * K.transpose();
+      for (Index i = 0; i < Tq; ++i) {
+        const bool* keep = mask.keep ? mask.keep + b * mask.keep_sb + h * mask.keep_sh + i * mask.keep_st
+                                     : nullptr;
+        const T* bias = mask.bias ? mask.bias + b * mask.bias_sb + h * mask.bias_sh + i * mask.bias_st
+                                  : nullptr;
+        const Index causal_end = mask.causal ? std::clamp<Index>(i + (S - Tq) + 1, 0, S) : S;
+        T row_max = neg_inf;
+        for (Index j = 0; j < S; ++j) {
+          T z = p(i, j) * scale;
+          if (bias) z += bias[j];
+          const bool allowed = j < len_b && j < causal_end && (keep == nullptr || keep[j]);
+          z = allowed ? z : neg_inf;
+          p(i, j) = z;
+          row_max = std::max(row_max, z);
+        }
+        if (row_max == neg_inf) {
+          p.row(i).setZero();
+          continue;
+        }
+        T sum = 0;
+        for (Index j = 0; j < S; ++j) {
+          const T e = p(i, j) == neg_inf ? T(0) : std::exp(p(i, j) - row_max);
+          p(i, j) = e;
+          sum += e;
+        }
+        p.row(i) /= sum;
+      }
+      if (weights != nullptr)
+        MatrixMap<T>(weights + ((b * Hq + h) * Tq) * S, Tq, S) = p;
+      StridedOut O(out.at(b, 0, h), Tq, out.dim, Eigen::OuterStride<>(out.s_len));
+      O.noalias() = p * V;
+    }
+  }
+}
+
+/// The attention entry point every layer calls.
+template <class T>
+void attention(const HeadsView<T>& q, const HeadsView<T>& k, const HeadsView<T>& v,
+               const HeadsOut<T>& out, T scale, const AttentionMask<T>& mask, T* weights = nullptr) {
+  attention_reference(q, k, v, out, scale, mask, weights);
+}
+
+}  // namespace attn::ops

@@ -1,0 +1,96 @@
+/// \file
+/// The registry: the single list of layer types the factory knows, in the reference's key order.
+/// Adding a type: include its header and add one line to `Registry`.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <string_view>
+#include <tuple>
+
+#include "attn/core/param.hpp"
+#include "attn/layers/multi_head.hpp"
+
+namespace attn {
+
+/// A compile-time list of layer class templates.
+template <template <class> class... Layers>
+struct LayerTypes {
+  static constexpr std::size_t size = sizeof...(Layers);
+  template <class T>
+  using layers = std::tuple<Layers<T>...>;
+  using configs = std::tuple<typename Layers<float>::Config...>;
+  static constexpr std::array<std::string_view, size> names{Layers<float>::Config::type_name...};
+};
+
+// clang-format off
+using Registry = LayerTypes<
+    MultiHeadAttention      // multi_head
+>;
+// clang-format on
+
+/// The registered type strings, in registry order.
+inline constexpr auto attention_type_names = Registry::names;
+
+/// True when `type` names a registered layer; usable in static_assert.
+constexpr bool is_attention_type(std::string_view type) noexcept {
+  return std::find(attention_type_names.begin(), attention_type_names.end(), type) !=
+         attention_type_names.end();
+}
+
+namespace detail {
+constexpr bool names_unique() {
+  for (std::size_t i = 0; i < attention_type_names.size(); ++i)
+    for (std::size_t j = i + 1; j < attention_type_names.size(); ++j)
+      if (attention_type_names[i] == attention_type_names[j]) return false;
+  return true;
+}
+template <class Tuple, std::size_t... I>
+constexpr bool tables_sound(std::index_sequence<I...>) {
+  return (config_table_is_sound<std::tuple_element_t<I, Tuple>>() && ...);
+}
+}  // namespace detail
+
+static_assert(detail::names_unique(), "attn registry: two layer types share a type string");
+static_assert(detail::tables_sound<Registry::configs>(std::make_index_sequence<Registry::size>{}),
+              "attn registry: a config table has a duplicate name or a default outside its range");
+
+/// A type string checked at compile time: `attn::AttentionType{"multi_head"}` compiles,
+/// `attn::AttentionType{"multihead"}` does not. Converts to std::string_view.
+class AttentionType {
+public:
+  consteval AttentionType(const char* name) : name_(name) {  // NOLINT(google-explicit-constructor)
+    if (!is_attention_type(name_)) throw "attn::AttentionType: not a registered attention type";
+  }
+  [[nodiscard]] constexpr std::string_view name() const noexcept { return name_; }
+  constexpr operator std::string_view() const noexcept { return name_; }  // NOLINT
+
+private:
+  std::string_view name_;
+};
+
+/// Calls `f.template operator()<Config>()` for the config of `type`, or returns false when
+/// the type is unknown.
+template <class F>
+bool visit_config(std::string_view type, F&& f) {
+  return [&]<std::size_t... I>(std::index_sequence<I...>) {
+    return ((attention_type_names[I] == type
+                 ? (f.template operator()<std::tuple_element_t<I, Registry::configs>>(), true)
+                 : false) ||
+            ...);
+  }(std::make_index_sequence<Registry::size>{});
+}
+
+/// Calls `f.template operator()<Layer>()` for the layer class (scalar T) of `type`.
+template <class T, class F>
+bool visit_layer(std::string_view type, F&& f) {
+  using Layers = typename Registry::template layers<T>;
+  return [&]<std::size_t... I>(std::index_sequence<I...>) {
+    return ((attention_type_names[I] == type
+                 ? (f.template operator()<std::tuple_element_t<I, Layers>>(), true)
+                 : false) ||
+            ...);
+  }(std::make_index_sequence<Registry::size>{});
+}
+
+}  // namespace attn
