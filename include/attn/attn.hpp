@@ -10,6 +10,7 @@
 #include "attn/core/tensor.hpp"
 #include "attn/core/weights.hpp"
 #include "attn/factory.hpp"
+#include "attn/functional.hpp"
 #include "attn/ops/linear.hpp"
 #include "attn/ops/masks.hpp"
 #include "attn/ops/sdpa.hpp"

@@ -1,5 +1,6 @@
 /// \file
-/// The registry: the single list of layer types the factory knows, in the reference's key order.
+/// The registry: the single list of layer types the factory knows, in the reference's key order
+/// (types beyond the reference follow it).
 /// Adding a type: include its header and add one line to `Registry`.
 #pragma once
 
@@ -9,7 +10,9 @@
 #include <tuple>
 
 #include "attn/core/param.hpp"
+#include "attn/layers/cross_attention.hpp"
 #include "attn/layers/multi_head.hpp"
+#include "attn/layers/self_attention.hpp"
 
 namespace attn {
 
@@ -25,7 +28,10 @@ struct LayerTypes {
 
 // clang-format off
 using Registry = LayerTypes<
-    MultiHeadAttention      // multi_head
+    MultiHeadAttention,     // multi_head
+    // beyond the reference registry: the basics
+    SelfAttention,          // self_attention
+    CrossAttention          // cross_attention
 >;
 // clang-format on
 

@@ -34,6 +34,7 @@
 #include "attn/core/weights.hpp"
 #include "attn/ops/linear.hpp"
 #include "attn/ops/masks.hpp"
+#include "attn/ops/projected.hpp"
 #include "attn/ops/sdpa.hpp"
 
 namespace attn {
@@ -79,13 +80,6 @@ struct MultiHeadAttentionConfig {
   [[nodiscard]] int in_dim() const noexcept { return input_dim.value_or(embed_dim); }
 };
 static_assert(config_table_is_sound<MultiHeadAttentionConfig>());
-
-/// Output of the `_with_weights` forms: the layer output and the attention probabilities.
-template <class T>
-struct AttentionResult {
-  Tensor<T, 3> output;
-  Tensor<T, 4> weights;  ///< [B, heads, T, S]
-};
 
 template <class T = float>
 class MultiHeadAttention {

@@ -1,0 +1,149 @@
+/// \file
+/// `cross_attention` — queries from one sequence attend to keys and values of another (encoder-
+/// decoder attention; Vaswani et al., 2017). Beyond the reference registry.
+///
+/// Shapes: query input x `[B, T, embed_dim]`, context c `[B, S, context_dim]` (context_dim defaults
+/// to embed_dim); output `[B, T, embed_dim]`. Optional boolean mask (true = attend): rank 2 `[B, S]`
+/// key padding of the context, rank 3 `[B, T, S]`, rank 4 `[B, 1|num_heads, T, S]`. Optional
+/// attention weights `[B, num_heads, T, S]`.
+///
+/// Weights (Keras layout `[in, out]`): `query/kernel [embed_dim, embed_dim]`, `query/bias`,
+/// `key/kernel [context_dim, embed_dim]`, `key/bias`, `value/kernel [context_dim, embed_dim]`,
+/// `value/bias` (biases when `use_bias`), then `output/kernel`, `output/bias` when
+/// `output_projection`. Forward: Q = x·Wq + bq, K = c·Wk + bk, V = c·Wv + bv;
+/// y = merge(softmax(Q Kᵀ·scale) V) (·Wo + bo).
+///
+/// Deliberate difference from the seed: the seed's CrossAttention does not scale the logits; the
+/// Transformer's attention scales by 1/sqrt(head_dim), which is the default here. `scale = 1.0`
+/// reproduces the seed. A query row with every key masked yields zeros.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "attn/core/init.hpp"
+#include "attn/core/param.hpp"
+#include "attn/core/tensor.hpp"
+#include "attn/core/weights.hpp"
+#include "attn/ops/masks.hpp"
+#include "attn/ops/projected.hpp"
+
+namespace attn {
+
+struct CrossAttentionConfig {
+  int embed_dim = 0;
+  std::optional<int> context_dim{};
+  int num_heads = 1;
+  bool use_bias = true;
+  bool output_projection = false;
+  std::optional<double> scale{};
+  std::string_view kernel_initializer = "glorot_uniform";
+  std::string_view bias_initializer = "zeros";
+
+  static constexpr std::string_view type_name = "cross_attention";
+  static constexpr std::string_view class_name = "CrossAttention";
+  static constexpr std::string_view description =
+      "Scaled dot-product attention from a query sequence to a separate context sequence.";
+  static constexpr std::string_view use_case =
+      "Encoder-decoder attention and conditioning one sequence on another; torch.nn.MultiheadAttention "
+      "cross-attention with output_projection.";
+  static constexpr std::array<std::string_view, 0> training_only{};
+
+  static constexpr auto fields() {
+    using C = CrossAttentionConfig;
+    return std::array{
+        Field<C>{.name = "embed_dim", .member = &C::embed_dim, .required = true, .rule = Rule::positive,
+                 .example = 12, .doc = "Width of the query input, of Q, K, V and of the output."},
+        Field<C>{.name = "context_dim", .member = &C::context_dim, .rule = Rule::positive,
+                 .doc = "Width of the context input (null: embed_dim)."},
+        Field<C>{.name = "num_heads", .member = &C::num_heads, .rule = Rule::positive,
+                 .doc = "Number of heads; must divide embed_dim."},
+        Field<C>{.name = "use_bias", .member = &C::use_bias, .doc = "Biases on the projections."},
+        Field<C>{.name = "output_projection", .member = &C::output_projection,
+                 .doc = "Apply an output projection after merging the heads."},
+        Field<C>{.name = "scale", .member = &C::scale, .rule = Rule::positive,
+                 .doc = "Logit scale (null: 1/sqrt(head_dim); 1.0 reproduces the unscaled seed)."},
+        Field<C>{.name = "kernel_initializer", .member = &C::kernel_initializer, .choices = initializer_names,
+                 .doc = "Initializer of the kernels."},
+        Field<C>{.name = "bias_initializer", .member = &C::bias_initializer, .choices = initializer_names,
+                 .doc = "Initializer of the biases."},
+    };
+  }
+  void check(Problems& p) const {
+    if (num_heads > 0 && embed_dim % num_heads != 0)
+      p.push_back({"num_heads", fmt::format("embed_dim ({}) must be divisible by num_heads ({})", embed_dim,
+                                            num_heads)});
+  }
+  [[nodiscard]] int ctx_dim() const noexcept { return context_dim.value_or(embed_dim); }
+};
+static_assert(config_table_is_sound<CrossAttentionConfig>());
+
+template <class T = float>
+class CrossAttention {
+public:
+  using Config = CrossAttentionConfig;
+  using Scalar = T;
+  static constexpr std::array<int, 2> input_ranks{3, 3};
+
+  explicit CrossAttention(const Config& config, std::uint64_t seed = 0) : config_(config) {
+    validate(config_);
+    reset_parameters(seed);
+  }
+  [[nodiscard]] const Config& config() const noexcept { return config_; }
+  [[nodiscard]] const WeightSet<T>& parameters() const noexcept { return weights_; }
+  [[nodiscard]] WeightSet<T>& parameters() noexcept { return weights_; }
+  void reset_parameters(std::uint64_t seed) {
+    weights_ = ops::projected_weights<T>(spec(), config_.kernel_initializer, config_.bias_initializer, seed);
+  }
+
+  [[nodiscard]] Shape output_shape(const Shape& x, const Shape& context) const {
+    check_inputs(x, context);
+    return x;
+  }
+  static std::vector<Shape> example_input_shapes(const Config& c) {
+    return {{2, 4, c.embed_dim}, {2, 6, c.ctx_dim()}};
+  }
+
+  template <class X, class Ctx>
+    requires TensorOf<X, T, 3> && TensorOf<Ctx, T, 3>
+  [[nodiscard]] Tensor<T, 3> forward(const X& x, const Ctx& context, const BoolMask& mask = {}) const {
+    return run(view_of<T, 3>(x), view_of<T, 3>(context), mask, false).output;
+  }
+  template <class X, class Ctx>
+    requires TensorOf<X, T, 3> && TensorOf<Ctx, T, 3>
+  [[nodiscard]] AttentionResult<T> forward_with_weights(const X& x, const Ctx& context,
+                                                        const BoolMask& mask = {}) const {
+    return run(view_of<T, 3>(x), view_of<T, 3>(context), mask, true);
+  }
+
+private:
+  [[nodiscard]] ops::ProjectedSpec spec() const {
+    const Index e = config_.embed_dim;
+    return {e,
+            config_.ctx_dim(),
+            e,
+            config_.num_heads,
+            config_.use_bias,
+            config_.output_projection,
+            config_.scale.value_or(1.0 / std::sqrt(static_cast<double>(e / config_.num_heads))),
+            false};
+  }
+  void check_inputs(const Shape& x, const Shape& c) const {
+    check_shape(Config::type_name, "query input", x, {-1, -1, config_.embed_dim}, "([batch, T, embed_dim])");
+    check_shape(Config::type_name, "context", c, {x.at(0), -1, config_.ctx_dim()},
+                "([batch, S, context_dim] with the query's batch)");
+  }
+  AttentionResult<T> run(ConstTensorView<T, 3> x, ConstTensorView<T, 3> c, const BoolMask& mask, bool want) const {
+    check_inputs(shape_of(x), shape_of(c));
+    return ops::projected_attention(weights_, spec(), x, c, mask, want, Config::type_name);
+  }
+
+  Config config_;
+  WeightSet<T> weights_;
+};
+
+}  // namespace attn

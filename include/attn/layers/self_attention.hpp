@@ -1,0 +1,133 @@
+/// \file
+/// `self_attention` — self-attention with separate query, key and value projections (the basic
+/// layer of the seed notes; Vaswani et al., 2017). Beyond the reference registry.
+///
+/// Shapes: input x `[B, T, embed_dim]`; output `[B, T, embed_dim]`. Optional boolean mask (true =
+/// attend): rank 2 `[B, T]` key padding, rank 3 `[B, T, T]`, rank 4 `[B, 1|num_heads, T, T]`; optional
+/// `causal`. Optional attention weights `[B, num_heads, T, T]`.
+///
+/// Weights (Keras layout `[in, out]`): `query/kernel`, `query/bias`, `key/kernel`, `key/bias`,
+/// `value/kernel`, `value/bias` (each `[D, D]` / `[D]`; biases when `use_bias`), then
+/// `output/kernel [D, D]`, `output/bias` when `output_projection`.
+/// Forward: Q = x·Wq + bq, K = x·Wk + bk, V = x·Wv + bv; P = softmax(Q Kᵀ / sqrt(D / num_heads));
+/// y = merge(P V) (·Wo + bo).
+///
+/// With num_heads = 1 and no output projection this is the seed's SelfAttention (scaled by
+/// 1/sqrt(D)); with num_heads = h and output_projection it is torch.nn.MultiheadAttention's self
+/// attention (see io/torch.hpp for the weight mapping). A query row with every key masked yields
+/// zeros. The seed initialises like torch.nn.Linear; here kernels default to glorot_uniform.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "attn/core/init.hpp"
+#include "attn/core/param.hpp"
+#include "attn/core/tensor.hpp"
+#include "attn/core/weights.hpp"
+#include "attn/ops/masks.hpp"
+#include "attn/ops/projected.hpp"
+
+namespace attn {
+
+struct SelfAttentionConfig {
+  int embed_dim = 0;
+  int num_heads = 1;
+  bool use_bias = true;
+  bool output_projection = false;
+  bool causal = false;
+  std::string_view kernel_initializer = "glorot_uniform";
+  std::string_view bias_initializer = "zeros";
+
+  static constexpr std::string_view type_name = "self_attention";
+  static constexpr std::string_view class_name = "SelfAttention";
+  static constexpr std::string_view description =
+      "Scaled dot-product self-attention with separate query, key and value projections.";
+  static constexpr std::string_view use_case =
+      "The basic building block: contextualising a sequence by itself; torch.nn.MultiheadAttention "
+      "self-attention with output_projection.";
+  static constexpr std::array<std::string_view, 0> training_only{};
+
+  static constexpr auto fields() {
+    using C = SelfAttentionConfig;
+    return std::array{
+        Field<C>{.name = "embed_dim", .member = &C::embed_dim, .required = true, .rule = Rule::positive,
+                 .example = 12, .doc = "Width of the input, of Q, K, V and of the output."},
+        Field<C>{.name = "num_heads", .member = &C::num_heads, .rule = Rule::positive,
+                 .doc = "Number of heads; must divide embed_dim."},
+        Field<C>{.name = "use_bias", .member = &C::use_bias, .doc = "Biases on the projections."},
+        Field<C>{.name = "output_projection", .member = &C::output_projection,
+                 .doc = "Apply an output projection after merging the heads."},
+        Field<C>{.name = "causal", .member = &C::causal,
+                 .doc = "Mask future keys (query i sees keys j <= i)."},
+        Field<C>{.name = "kernel_initializer", .member = &C::kernel_initializer, .choices = initializer_names,
+                 .doc = "Initializer of the kernels."},
+        Field<C>{.name = "bias_initializer", .member = &C::bias_initializer, .choices = initializer_names,
+                 .doc = "Initializer of the biases."},
+    };
+  }
+  void check(Problems& p) const {
+    if (num_heads > 0 && embed_dim % num_heads != 0)
+      p.push_back({"num_heads", fmt::format("embed_dim ({}) must be divisible by num_heads ({})", embed_dim,
+                                            num_heads)});
+  }
+};
+static_assert(config_table_is_sound<SelfAttentionConfig>());
+
+template <class T = float>
+class SelfAttention {
+public:
+  using Config = SelfAttentionConfig;
+  using Scalar = T;
+  static constexpr std::array<int, 1> input_ranks{3};
+
+  explicit SelfAttention(const Config& config, std::uint64_t seed = 0) : config_(config) {
+    validate(config_);
+    reset_parameters(seed);
+  }
+  [[nodiscard]] const Config& config() const noexcept { return config_; }
+  [[nodiscard]] const WeightSet<T>& parameters() const noexcept { return weights_; }
+  [[nodiscard]] WeightSet<T>& parameters() noexcept { return weights_; }
+  void reset_parameters(std::uint64_t seed) {
+    weights_ = ops::projected_weights<T>(spec(), config_.kernel_initializer, config_.bias_initializer, seed);
+  }
+
+  [[nodiscard]] Shape output_shape(const Shape& x) const {
+    check_input(x);
+    return x;
+  }
+  static std::vector<Shape> example_input_shapes(const Config& c) { return {{2, 5, c.embed_dim}}; }
+
+  template <class X>
+    requires TensorOf<X, T, 3>
+  [[nodiscard]] Tensor<T, 3> forward(const X& x, const BoolMask& mask = {}) const {
+    return run(view_of<T, 3>(x), mask, false).output;
+  }
+  template <class X>
+    requires TensorOf<X, T, 3>
+  [[nodiscard]] AttentionResult<T> forward_with_weights(const X& x, const BoolMask& mask = {}) const {
+    return run(view_of<T, 3>(x), mask, true);
+  }
+
+private:
+  [[nodiscard]] ops::ProjectedSpec spec() const {
+    const Index e = config_.embed_dim;
+    return {e, e, e, config_.num_heads, config_.use_bias, config_.output_projection,
+            1.0 / std::sqrt(static_cast<double>(e / config_.num_heads)), config_.causal};
+  }
+  void check_input(const Shape& x) const {
+    check_shape(Config::type_name, "input", x, {-1, -1, config_.embed_dim}, "([batch, seq, embed_dim])");
+  }
+  AttentionResult<T> run(ConstTensorView<T, 3> x, const BoolMask& mask, bool want) const {
+    check_input(shape_of(x));
+    return ops::projected_attention(weights_, spec(), x, x, mask, want, Config::type_name);
+  }
+
+  Config config_;
+  WeightSet<T> weights_;
+};
+
+}  // namespace attn

@@ -1,0 +1,82 @@
+// cross_attention: loop oracle, the seed's unscaled form via scale = 1, context masks, errors.
+#include "support.hpp"
+
+using namespace attn_test;
+using CA = attn::CrossAttention<double>;
+
+namespace {
+attn::Tensor<double, 3> oracle(const CA& l, const attn::Tensor<double, 3>& x, const attn::Tensor<double, 3>& ctx,
+                               double scale, const Keep& keep = nullptr) {
+  const auto& c = l.config();
+  const auto& w = l.parameters();
+  const std::size_t st = c.use_bias ? 2 : 1;
+  const auto b = [&](std::size_t i) { return c.use_bias ? &w[i + 1] : nullptr; };
+  const Index H = c.num_heads;
+  auto q = split_heads(naive_dense(x, w[0], b(0)), H);
+  auto k = split_heads(naive_dense(ctx, w[st], b(st)), H);
+  auto v = split_heads(naive_dense(ctx, w[2 * st], b(2 * st)), H);
+  auto y = merge_heads(naive_attention(q, k, v, scale, keep).first);
+  return c.output_projection ? naive_dense(y, w[3 * st], b(3 * st)) : y;
+}
+}  // namespace
+
+TEST_CASE("cross_attention: weights and shapes", "[cross_attention]") {
+  const CA l({.embed_dim = 4, .context_dim = 6, .num_heads = 2, .output_projection = true});
+  REQUIRE(l.parameters()[0].shape == Shape{4, 4});
+  REQUIRE(l.parameters()[2].name == "key/kernel");
+  REQUIRE(l.parameters()[2].shape == Shape{6, 4});
+  REQUIRE(l.parameters()[4].shape == Shape{6, 4});
+  REQUIRE(l.parameters()[6].name == "output/kernel");
+  REQUIRE(l.output_shape({2, 3, 4}, {2, 7, 6}) == Shape{2, 3, 4});
+}
+
+TEST_CASE("cross_attention: equals the loop oracle; scale = 1 is the seed's unscaled form", "[cross_attention]") {
+  for (int heads : {1, 2})
+    for (bool proj : {false, true}) {
+      CA l({.embed_dim = 4, .context_dim = 3, .num_heads = heads, .output_projection = proj}, 5);
+      for (auto& w : l.parameters())
+        if (w.shape.size() == 1)
+          for (std::size_t i = 0; i < w.data.size(); ++i) w.data[i] = 0.1 * double(i) - 0.2;
+      const auto x = random_tensor<double, 3>({2, 3, 4}, 1);
+      const auto c = random_tensor<double, 3>({2, 6, 3}, 2);
+      ATTN_REQUIRE_CLOSE(l.forward(x, c), oracle(l, x, c, 1 / std::sqrt(4.0 / heads)), 1e-12, 1e-13);
+    }
+  CA seed({.embed_dim = 4, .scale = 1.0}, 5);
+  const auto x = random_tensor<double, 3>({1, 2, 4}, 1);
+  const auto c = random_tensor<double, 3>({1, 3, 4}, 2);
+  ATTN_REQUIRE_CLOSE(seed.forward(x, c), oracle(seed, x, c, 1.0), 1e-12, 1e-13);
+}
+
+TEST_CASE("cross_attention: context padding mask and rank-3 mask", "[cross_attention]") {
+  CA l({.embed_dim = 4, .num_heads = 2}, 3);
+  const auto x = random_tensor<double, 3>({2, 3, 4}, 1);
+  const auto c = random_tensor<double, 3>({2, 5, 4}, 2);
+  attn::Tensor<bool, 2> pad(2, 5);
+  pad.setConstant(true);
+  pad(0, 4) = false;
+  ATTN_REQUIRE_CLOSE(l.forward(x, c, pad),
+                     oracle(l, x, c, 1 / std::sqrt(2.0), [&](Index b, Index, Index, Index j) { return pad(b, j); }),
+                     1e-12, 1e-13);
+  // padding equals truncating item 0's context
+  attn::Tensor<double, 3> x0 = x.slice(std::array<Index, 3>{0, 0, 0}, std::array<Index, 3>{1, 3, 4});
+  attn::Tensor<double, 3> c0 = c.slice(std::array<Index, 3>{0, 0, 0}, std::array<Index, 3>{1, 4, 4});
+  const auto full = l.forward(x, c, pad);
+  const auto trunc = l.forward(x0, c0);
+  for (Index t = 0; t < 3; ++t)
+    for (Index f = 0; f < 4; ++f) REQUIRE(full(0, t, f) == Approx(trunc(0, t, f)).margin(1e-13));
+  attn::Tensor<bool, 3> m3(2, 3, 5);
+  m3.setConstant(false);  // everything masked: zeros (bias of the value projection is zero-init)
+  const auto z = l.forward_with_weights(x, c, m3);
+  for (Index i = 0; i < z.output.size(); ++i) REQUIRE(z.output.data()[i] == 0.0);
+}
+
+TEST_CASE("cross_attention: errors", "[cross_attention]") {
+  const CA l({.embed_dim = 4, .context_dim = 6});
+  REQUIRE_THROWS_WITH(l.forward(random_tensor<double, 3>({2, 3, 4}, 1), random_tensor<double, 3>({1, 5, 6}, 2)),
+                      "cross_attention: context must have shape [2, *, 6] ([batch, S, context_dim] with the query's "
+                      "batch), got [1, 5, 6]");
+  REQUIRE_THROWS_AS(l.forward(random_tensor<double, 3>({2, 3, 5}, 1), random_tensor<double, 3>({2, 5, 6}, 2)),
+                    attn::ShapeError);
+  REQUIRE_THROWS_WITH(attn::validate_attention_config("cross_attention", {{"embed_dim", 4}, {"scale", 0}}),
+                      "scale must be positive, got 0.0");
+}
