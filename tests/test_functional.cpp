@@ -37,7 +37,8 @@ TEST_CASE("functional: scaled equals dot-product on pre-scaled queries", "[funct
 
 TEST_CASE("functional: GQA, masks, bias, causal and key lengths against loops", "[functional]") {
   const Index B = 2, H = 4, Hkv = 2, d = 3, dv = 5;
-  for (auto [T, S] : {std::pair<Index, Index>{4, 6}, {6, 4}, {5, 5}}) {
+  for (auto ts : {std::pair<Index, Index>{4, 6}, {6, 4}, {5, 5}}) {
+    const Index T = ts.first, S = ts.second;  // plain locals: lambdas capture them
     const auto q = random_tensor<double, 4>({B, H, T, d}, 10 + T);
     const auto k = random_tensor<double, 4>({B, Hkv, S, d}, 20 + S);
     const auto v = random_tensor<double, 4>({B, Hkv, S, dv}, 30);
