@@ -1,5 +1,6 @@
-# Fails when a header under include/attn/layers/ is not listed in registry.hpp (as an include) or
-# has no tests/layers/test_<stem>.cpp.
+# Fails when a header under include/attn/layers/ is not included by registry.hpp, has no Registry
+# line (marked '// <stem>'), or has no tests/layers/test_<stem>.cpp. test_contract.cpp checks the
+# other direction: every registered type string has its header.
 file(GLOB headers ${SOURCE_DIR}/include/attn/layers/*.hpp)
 file(READ ${SOURCE_DIR}/include/attn/registry.hpp registry)
 set(problems "")
@@ -8,6 +9,11 @@ foreach(h IN LISTS headers)
   string(FIND "${registry}" "#include \"attn/layers/${stem}.hpp\"" found)
   if(found EQUAL -1)
     list(APPEND problems "include/attn/layers/${stem}.hpp is not included by registry.hpp")
+  endif()
+  # the Registry line of a type ends with the comment "// <type string>"
+  string(REGEX MATCH "// ${stem}\n" line "${registry}")
+  if(NOT line)
+    list(APPEND problems "include/attn/layers/${stem}.hpp has no line '// ${stem}' in the Registry list")
   endif()
   if(NOT EXISTS ${SOURCE_DIR}/tests/layers/test_${stem}.cpp)
     list(APPEND problems "include/attn/layers/${stem}.hpp has no tests/layers/test_${stem}.cpp")

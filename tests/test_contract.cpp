@@ -1,6 +1,8 @@
 // Registry-wide contract tests: every registered type, through the factory, meets the same rules.
 #include "support.hpp"
 
+#include <fstream>
+
 using namespace attn_test;
 
 namespace {
@@ -127,4 +129,15 @@ TEMPLATE_LIST_TEST_CASE("contract: info describes the type", "[contract]", attn:
     }
   }
   for (auto n : C::training_only) REQUIRE(e.at("optional_params").at(std::string(n)).is_null());
+}
+
+TEMPLATE_LIST_TEST_CASE("contract: the type string is the header's file stem", "[contract]",
+                        attn::Registry::layers<float>) {
+  using C = typename TestType::Config;
+  const std::string path = std::string(ATTN_SOURCE_DIR "/include/attn/layers/") + std::string(C::type_name) + ".hpp";
+  INFO(path);
+  REQUIRE(std::ifstream(path).good());
+  const std::string test = std::string(ATTN_SOURCE_DIR "/tests/layers/test_") + std::string(C::type_name) + ".cpp";
+  INFO(test);
+  REQUIRE(std::ifstream(test).good());
 }
