@@ -10,9 +10,13 @@
 #include <tuple>
 
 #include "attn/core/param.hpp"
+#include "attn/layers/cbam.hpp"
+#include "attn/layers/channel.hpp"
 #include "attn/layers/cross_attention.hpp"
+#include "attn/layers/group_query.hpp"
 #include "attn/layers/multi_head.hpp"
 #include "attn/layers/self_attention.hpp"
+#include "attn/layers/spatial.hpp"
 
 namespace attn {
 
@@ -28,7 +32,11 @@ struct LayerTypes {
 
 // clang-format off
 using Registry = LayerTypes<
+    ChannelAttention,       // channel
+    CBAM,                   // cbam
+    GroupedQueryAttention,  // group_query
     MultiHeadAttention,     // multi_head
+    SpatialAttention,       // spatial
     // beyond the reference registry: the basics
     SelfAttention,          // self_attention
     CrossAttention          // cross_attention

@@ -1,0 +1,286 @@
+/// \file
+/// `group_query` — grouped-query self-attention with rotary position embedding (Ainslie et al., 2023,
+/// "GQA: Training Generalized Multi-Query Transformer Models from Multi-Head Checkpoints"; RoPE from
+/// Su et al., 2021, "RoFormer").
+///
+/// Shapes: input x `[B, T, d_model]`; output `[B, T, d_model]`; T must not exceed `max_seq_len`.
+/// Optional boolean mask (true = attend): rank 2 `[B, T]` key padding, rank 3 `[B, T, T]`, rank 4
+/// `[B, 1|n_head, T, T]`; combined with the causal mask when `causal` is set. Optional attention
+/// weights `[B, n_head, T, T]`.
+///
+/// `n_head` query heads share `n_kv_head` key/value heads: query head h reads kv head
+/// h / (n_head / n_kv_head) (the attention core maps heads; K and V are never copied per query head).
+/// With n_kv_head == n_head this is multi-head attention with RoPE, with n_kv_head == 1 multi-query
+/// attention. With d = d_model / n_head:
+///   Q = split(x·Wq + bq, n_head);  K = split(x·Wk + bk, n_kv_head);  V = split(x·Wv + bv, n_kv_head)
+///   Q, K = RoPE(Q), RoPE(K)   (interleaved pairs, positions from 0, see ops/rope.hpp)
+///   P = softmax(Q Kᵀ / sqrt(d), masked);  y = merge(P V)·Wo + bo
+///
+/// Weights (Keras layout, in this order): `w_q/kernel [d_model, n_head·d]`, `w_k/kernel
+/// [d_model, n_kv_head·d]`, `w_v/kernel [d_model, n_kv_head·d]`, `w_o/kernel [d_model, d_model]`, each
+/// followed by its `/bias` when `use_bias`; then the non-trainable RoPE tables `rope/cos_cached` and
+/// `rope/sin_cached` `[max_seq_len, max(r/2, 1)]` (zeros when the rotated width r is 0). The forward
+/// pass reads the stored tables, so tables loaded from a weight file are honoured.
+///
+/// Log lines at construction (attn::log): the rotary embedding's WARNING for an odd head width and
+/// INFO for a width rounded down to even, then INFO `GroupedQueryAttention initialized: d_model=..,
+/// n_head=.., n_kv_head=.., groups=..`, then the WARNING that no rotation will be applied when r = 0
+/// (the reference emits that one when the tables are built, at the first call).
+///
+/// Differences from the reference (deliberate):
+/// - A rank-2 mask `[B, T]` is a key padding mask (key j of item b is visible iff mask[b, j]). The
+///   reference does not special-case rank 2 and broadcasts it against the (T, T) score axes, which
+///   misreads a padding mask (and Keras's implicit padding mask); here it means what it says.
+/// - The reference adds (1 − m)·(−1e9) to the logits, so a query row whose every key is masked gets the
+///   softmax of its unmasked logits; here such a row yields zero weights and a zero context (the
+///   library-wide mask contract). Masks are boolean; `attn::mask_from_values` converts 0/1 masks.
+/// - `causal` (default false) is beyond the reference: a bottom-right aligned causal mask.
+/// - The input width is checked against d_model (the reference sizes its output projection from the
+///   input width and only works when both agree).
+/// - The RoPE tables are computed in double and stored in T (the reference stores float32).
+/// - Dropout is the identity (inference library); `dropout_rate` is validated and kept. The returned
+///   weights are therefore the softmax probabilities (the reference returns them after dropout).
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "attn/core/error.hpp"
+#include "attn/core/init.hpp"
+#include "attn/core/log.hpp"
+#include "attn/core/param.hpp"
+#include "attn/core/tensor.hpp"
+#include "attn/core/weights.hpp"
+#include "attn/ops/projected.hpp"  // AttentionResult
+#include "attn/ops/linear.hpp"
+#include "attn/ops/masks.hpp"
+#include "attn/ops/rope.hpp"
+#include "attn/ops/sdpa.hpp"
+
+namespace attn {
+
+struct GroupedQueryAttentionConfig {
+  int d_model = 0;
+  int n_head = 0;
+  int n_kv_head = 0;
+  int max_seq_len = 2048;
+  double dropout_rate = 0.0;
+  double rope_percentage = 1.0;
+  double rope_theta = 10000.0;
+  bool use_bias = false;
+  std::string_view kernel_initializer = "glorot_uniform";
+  std::string_view bias_initializer = "zeros";
+  bool causal = false;
+
+  static constexpr std::string_view type_name = "group_query";
+  static constexpr std::string_view class_name = "GroupedQueryAttention";
+  static constexpr std::string_view description =
+      "Grouped-query attention: query heads share fewer key/value heads; rotary position embedding "
+      "on queries and keys.";
+  static constexpr std::string_view use_case =
+      "Language models whose key/value cache size limits inference.";
+  static constexpr std::array<std::string_view, 2> training_only{"kernel_regularizer",
+                                                                 "bias_regularizer"};
+
+  static constexpr auto fields() {
+    using C = GroupedQueryAttentionConfig;
+    return std::array{
+        Field<C>{.name = "d_model", .member = &C::d_model, .required = true, .rule = Rule::positive,
+                 .example = 32, .doc = "Model width: input and output features, n_head x head width."},
+        Field<C>{.name = "n_head", .member = &C::n_head, .required = true, .rule = Rule::positive,
+                 .example = 4, .doc = "Number of query heads; must divide d_model."},
+        Field<C>{.name = "n_kv_head", .member = &C::n_kv_head, .required = true, .rule = Rule::positive,
+                 .example = 2, .doc = "Number of key/value heads; must divide n_head (1: multi-query)."},
+        Field<C>{.name = "max_seq_len", .member = &C::max_seq_len, .rule = Rule::positive,
+                 .doc = "Longest sequence: rows of the RoPE tables."},
+        Field<C>{.name = "dropout_rate", .member = &C::dropout_rate, .rule = Rule::unit_closed,
+                 .doc = "Dropout on the attention probabilities (identity at inference)."},
+        Field<C>{.name = "rope_percentage", .member = &C::rope_percentage, .rule = Rule::unit_half_open,
+                 .doc = "Fraction of each head's features that rotate (rounded down to even)."},
+        Field<C>{.name = "rope_theta", .member = &C::rope_theta, .rule = Rule::positive,
+                 .doc = "Base of the RoPE frequencies theta^(-2i/r)."},
+        Field<C>{.name = "use_bias", .member = &C::use_bias, .doc = "Add biases to the four projections."},
+        Field<C>{.name = "kernel_initializer", .member = &C::kernel_initializer,
+                 .choices = initializer_names, .doc = "Initializer of the four kernels."},
+        Field<C>{.name = "bias_initializer", .member = &C::bias_initializer, .choices = initializer_names,
+                 .doc = "Initializer of the four biases."},
+        Field<C>{.name = "causal", .member = &C::causal,
+                 .doc = "Apply a causal mask (query i sees keys j <= i). Beyond the reference."},
+    };
+  }
+
+  void check(Problems& p) const {
+    if (n_head > 0 && d_model % n_head != 0)
+      p.push_back({"n_head", fmt::format("d_model ({}) must be divisible by n_head ({})", d_model, n_head)});
+    if (n_kv_head > 0 && n_head % n_kv_head != 0)
+      p.push_back({"n_kv_head", fmt::format("n_head ({}) must be divisible by n_kv_head ({})", n_head,
+                                            n_kv_head)});
+  }
+
+  [[nodiscard]] int head_dim() const noexcept { return n_head > 0 ? d_model / n_head : 0; }
+  [[nodiscard]] int groups() const noexcept { return n_kv_head > 0 ? n_head / n_kv_head : 0; }
+  /// The rotated width r of each head.
+  [[nodiscard]] Index rotary_dim() const noexcept {
+    return ops::rope_rotary_dim(head_dim(), rope_percentage);
+  }
+};
+static_assert(config_table_is_sound<GroupedQueryAttentionConfig>());
+
+template <class T = float>
+class GroupedQueryAttention {
+public:
+  using Config = GroupedQueryAttentionConfig;
+  using Scalar = T;
+  static constexpr std::array<int, 1> input_ranks{3};
+
+  explicit GroupedQueryAttention(const Config& config, std::uint64_t seed = 0) : config_(config) {
+    validate(config_);
+    ops::rope_log_construction(config_.head_dim(), config_.rope_percentage);
+    log(LogLevel::info, "GroupedQueryAttention initialized: d_model={}, n_head={}, n_kv_head={}, groups={}",
+        config_.d_model, config_.n_head, config_.n_kv_head, config_.groups());
+    reset_parameters(seed);
+    ops::rope_log_tables(config_.rotary_dim());
+  }
+
+  [[nodiscard]] const Config& config() const noexcept { return config_; }
+  [[nodiscard]] const WeightSet<T>& parameters() const noexcept { return weights_; }
+  [[nodiscard]] WeightSet<T>& parameters() noexcept { return weights_; }
+
+  /// Re-draws every trainable weight from `seed` with the configured initializers and rebuilds the
+  /// RoPE tables.
+  void reset_parameters(std::uint64_t seed) {
+    const Index D = config_.d_model, d = config_.head_dim();
+    const Index q_width = config_.n_head * d, kv_width = config_.n_kv_head * d;
+    const bool bias = config_.use_bias;
+    WeightSet<T> w;
+    Slots s;
+    auto dense = [&](std::string_view name, Index out, std::size_t& kernel, std::size_t& b) {
+      kernel = w.add(fmt::format("{}/kernel", name), {D, out}, config_.kernel_initializer, seed);
+      if (bias) b = w.add(fmt::format("{}/bias", name), {out}, config_.bias_initializer, seed);
+    };
+    dense("w_q", q_width, s.wq, s.bq);
+    dense("w_k", kv_width, s.wk, s.bk);
+    dense("w_v", kv_width, s.wv, s.bv);
+    dense("w_o", D, s.wo, s.bo);
+    const Index r = config_.rotary_dim();
+    const Index cols = ops::rope_table_columns(r);
+    s.cos = w.add("rope/cos_cached", {config_.max_seq_len, cols}, "zeros", seed, false);
+    s.sin = w.add("rope/sin_cached", {config_.max_seq_len, cols}, "zeros", seed, false);
+    ops::rope_fill_tables(r, config_.rope_theta, config_.max_seq_len, w[s.cos].data.data(),
+                          w[s.sin].data.data());
+    weights_ = std::move(w);
+    slots_ = s;
+  }
+
+  [[nodiscard]] Shape output_shape(const Shape& x) const {
+    check_input(x);
+    return {x[0], x[1], config_.d_model};
+  }
+  static std::vector<Shape> example_input_shapes(const Config& c) { return {{2, 5, c.d_model}}; }
+
+  template <class X>
+    requires TensorOf<X, T, 3>
+  [[nodiscard]] Tensor<T, 3> forward(const X& x, const BoolMask& mask = {}) const {
+    return run(view_of<T, 3>(x), mask, nullptr).output;
+  }
+  template <class X>
+    requires TensorOf<X, T, 3>
+  [[nodiscard]] AttentionResult<T> forward_with_weights(const X& x, const BoolMask& mask = {}) const {
+    Tensor<T, 4> w;
+    auto r = run(view_of<T, 3>(x), mask, &w);
+    r.weights = std::move(w);
+    return r;
+  }
+
+private:
+  static constexpr std::size_t none = static_cast<std::size_t>(-1);
+  struct Slots {
+    std::size_t wq = none, bq = none, wk = none, bk = none, wv = none, bv = none, wo = none, bo = none,
+                cos = none, sin = none;
+  };
+
+  void check_input(const Shape& x) const {
+    check_shape(Config::type_name, "input", x, {-1, -1, config_.d_model}, "([batch, seq, d_model])");
+    if (x[1] > config_.max_seq_len)
+      throw ShapeError(fmt::format("{}: Input sequence length ({}) exceeds max_seq_len ({}). Please "
+                                   "increase max_seq_len or truncate the input.",
+                                   Config::type_name, x[1], config_.max_seq_len));
+  }
+
+  /// Every weight still has the shape this config gives it (parameters() hands out mutable
+  /// references, e.g. to load weights), so nothing below reads out of bounds.
+  void check_weights() const {
+    const Index D = config_.d_model, d = config_.head_dim();
+    const Index cols = ops::rope_table_columns(config_.rotary_dim());
+    auto expect = [&](std::size_t slot, const Shape& shape) {
+      if (slot == none) return;
+      const Weight<T>& w = weights_[slot];
+      if (w.shape != shape || w.size() != shape_size(shape))
+        throw WeightsError(fmt::format("{}: weight '{}' must have shape {} ({} values), got shape {} "
+                                       "with {} values",
+                                       Config::type_name, w.name, shape_str(shape), shape_size(shape),
+                                       shape_str(w.shape), w.size()));
+    };
+    expect(slots_.wq, {D, config_.n_head * d});
+    expect(slots_.bq, {config_.n_head * d});
+    expect(slots_.wk, {D, config_.n_kv_head * d});
+    expect(slots_.bk, {config_.n_kv_head * d});
+    expect(slots_.wv, {D, config_.n_kv_head * d});
+    expect(slots_.bv, {config_.n_kv_head * d});
+    expect(slots_.wo, {D, D});
+    expect(slots_.bo, {D});
+    expect(slots_.cos, {config_.max_seq_len, cols});
+    expect(slots_.sin, {config_.max_seq_len, cols});
+  }
+
+  [[nodiscard]] const Weight<T>* bias(std::size_t slot) const noexcept {
+    return slot == none ? nullptr : &weights_[slot];
+  }
+
+  AttentionResult<T> run(ConstTensorView<T, 3> x, const BoolMask& mask, Tensor<T, 4>* weights) const {
+    check_input(shape_of(x));
+    check_weights();
+    const Index B = x.dimension(0), L = x.dimension(1), D = config_.d_model;
+    const Index H = config_.n_head, Hkv = config_.n_kv_head, d = config_.head_dim();
+    const Index qw = H * d, kvw = Hkv * d;
+    ops::AttentionMask<T> m;
+    bind_mask(m, mask, B, H, L, L, Config::type_name);
+    m.causal = config_.causal;
+
+    Tensor<T, 3> q(B, L, qw), k(B, L, kvw), v(B, L, kvw);
+    ops::dense(x.data(), B * L, weights_[slots_.wq], bias(slots_.bq), q.data());
+    ops::dense(x.data(), B * L, weights_[slots_.wk], bias(slots_.bk), k.data());
+    ops::dense(x.data(), B * L, weights_[slots_.wv], bias(slots_.bv), v.data());
+
+    const Weight<T>& cos = weights_[slots_.cos];
+    const ops::RopeTablesView<T> tables{cos.data.data(), weights_[slots_.sin].data.data(), cos.shape[0],
+                                        cos.shape[1], config_.rotary_dim()};
+    ops::apply_rope(ops::heads_out<T>(q.data(), B, L, H, d, qw), tables);
+    ops::apply_rope(ops::heads_out<T>(k.data(), B, L, Hkv, d, kvw), tables);
+
+    Tensor<T, 3> ctx(B, L, D);
+    if (weights) *weights = Tensor<T, 4>(B, H, L, L);
+    ops::attention(ops::heads_of<T>(q.data(), B, L, H, d, qw),  // query heads
+                   ops::heads_of<T>(k.data(), B, L, Hkv, d, kvw),  // kv heads: the core maps h -> h / g
+                   ops::heads_of<T>(v.data(), B, L, Hkv, d, kvw),
+                   ops::heads_out<T>(ctx.data(), B, L, H, d, D),
+                   static_cast<T>(1.0 / std::sqrt(static_cast<double>(d))), m,
+                   weights ? weights->data() : nullptr);
+    AttentionResult<T> r;
+    r.output = Tensor<T, 3>(B, L, D);
+    ops::dense(ctx.data(), B * L, weights_[slots_.wo], bias(slots_.bo), r.output.data());
+    return r;
+  }
+
+  Config config_;
+  WeightSet<T> weights_;
+  Slots slots_;
+};
+
+}  // namespace attn
