@@ -125,11 +125,17 @@ void attention_reference(const HeadsView<T>& q, const HeadsView<T>& k, const Hea
   }
 }
 
-/// The attention entry point every layer calls.
+/// The attention entry point every layer calls: the streaming, multithreaded core of
+/// attention_core.hpp (online softmax over key blocks, fully masked blocks skipped, threads from
+/// attn::set_num_threads, bit-identical for any thread count). `weights`, when not null, receives the
+/// probabilities as a contiguous [B, Hq, T, S]. Throws ShapeError when the views disagree.
 template <class T>
 void attention(const HeadsView<T>& q, const HeadsView<T>& k, const HeadsView<T>& v,
                const HeadsOut<T>& out, T scale, const AttentionMask<T>& mask, T* weights = nullptr) {
-  attention_reference(q, k, v, out, scale, mask, weights);
+  attention_core(q, k, v, out, scale, mask, weights);  // found by ADL; declared in attention_core.hpp
 }
 
 }  // namespace attn::ops
+
+// The core needs the views above, so it is included after them (it includes this header itself).
+#include "attn/ops/attention_core.hpp"

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Builds the benchmarks (attn_bench_attention, and attn_bench_torch when libtorch is found), runs them
+# and prints one markdown table: attn / plain Eigen / libtorch / GEMM ceiling, with ratios (and the
+# attention core alone, whose GFLOP/s count only Q·Kᵀ and P·V).
+#
+#   bash benchmarks/compare.sh
+#
+# Environment (all optional):
+#   BUILD_DIR   build directory (default: build-bench in the repository)
+#   CMAKE_ARGS  extra CMake arguments, e.g. "-DATTN_BENCH_NATIVE=ON" for -march=native
+#   FILTER      Google Benchmark regex on "B:<b>/L:<l>/causal:<c>/threads:<t>" (default: all 32 shapes)
+#   MIN_TIME    --benchmark_min_time in seconds (default 0.05; big shapes run once anyway)
+#   REPS        --benchmark_repetitions (default 1); the table keeps the fastest repetition, which is
+#               the robust choice on a shared machine
+#   TORCH_LD_LIBRARY_PATH  library path for the libtorch run only (e.g. another BLAS)
+#   JOBS        build parallelism (default 2)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD_DIR:-$root/build-bench}
+filter=${FILTER:-.}
+min_time=${MIN_TIME:-0.05}
+reps=${REPS:-1}
+jobs=${JOBS:-2}
+
+# shellcheck disable=SC2086
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DATTN_BUILD_BENCHMARKS=ON \
+  -DATTN_BUILD_TESTS=OFF -DATTN_BUILD_EXAMPLES=OFF -DATTN_HEADER_CHECK=OFF ${CMAKE_ARGS:-} >/dev/null
+targets=(attn_bench_attention)
+if [ -n "$(cmake --build "$build" --target help | grep -o '^attn_bench_torch' || true)" ]; then
+  targets+=(attn_bench_torch)
+fi
+cmake --build "$build" -j "$jobs" --target "${targets[@]}" >/dev/null
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+echo "running attn_bench_attention (filter '$filter', min_time $min_time) ..." >&2
+"$build/benchmarks/attn_bench_attention" --benchmark_filter="$filter" --benchmark_min_time="$min_time" \
+  --benchmark_repetitions="$reps" --benchmark_out="$out/attn.json" --benchmark_out_format=json >&2
+if [ -x "$build/benchmarks/attn_bench_torch" ]; then
+  echo "running attn_bench_torch ..." >&2
+  LD_LIBRARY_PATH="${TORCH_LD_LIBRARY_PATH:-${LD_LIBRARY_PATH:-}}" \
+    "$build/benchmarks/attn_bench_torch" --benchmark_filter="$filter" --benchmark_min_time="$min_time" \
+    --benchmark_repetitions="$reps" --benchmark_out="$out/torch.json" --benchmark_out_format=json >&2
+else
+  echo "libtorch not found: no libtorch column" >&2
+fi
+
+python3 - "$out" <<'EOF'
+import json, os, re, sys
+
+out = sys.argv[1]
+rows = {}  # (B, L, causal, threads) -> {path: (ms, gflops)}
+for name in ("attn.json", "torch.json"):
+    path = os.path.join(out, name)
+    if not os.path.exists(path):
+        continue
+    with open(path) as f:
+        data = json.load(f)
+    for b in data["benchmarks"]:
+        m = re.match(r"BM_(\w+)/B:(\d+)/L:(\d+)/causal:(\d)/threads:(\d+)", b["name"])
+        if not m or b.get("run_type", "iteration") != "iteration":
+            continue
+        ms = b["real_time"] * {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b["time_unit"]]
+        key = tuple(int(x) for x in m.groups()[1:])
+        best = rows.setdefault(key, {}).get(m.group(1))
+        if best is None or ms < best[0]:
+            rows[key][m.group(1)] = (ms, b.get("GFLOPS", 0.0))
+
+def cell(v, fmt):
+    return "—" if v is None else fmt.format(v)
+
+def get(r, p, i):
+    return r[p][i] if p in r else None
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+print("| B | L | causal | threads | attn ms | attn GFLOP/s | attn (threaded proj.) ms | plain Eigen ms "
+      "| libtorch ms | GEMM GFLOP/s | attn / GEMM | Eigen / attn | libtorch / attn | causal / full "
+      "| core ms | core GFLOP/s | core causal / full |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+for key in sorted(rows):
+    B, L, c, t = key
+    r = rows[key]
+    attn_ms = get(r, "attn", 0)
+    full = rows.get((B, L, 0, t), {})
+    print("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+        B, L, "yes" if c else "no", t,
+        cell(attn_ms, "{:.1f}"), cell(get(r, "attn", 1), "{:.1f}"),
+        cell(get(r, "attn_threaded_projections", 0), "{:.1f}"), cell(get(r, "eigen", 0), "{:.1f}"),
+        cell(get(r, "torch", 0), "{:.1f}"), cell(get(r, "gemm", 1), "{:.1f}"),
+        cell(ratio(get(r, "attn", 1), get(r, "gemm", 1)), "{:.2f}"),
+        cell(ratio(get(r, "eigen", 0), attn_ms), "{:.2f}x"),
+        cell(ratio(get(r, "torch", 0), attn_ms), "{:.2f}x"),
+        cell(ratio(attn_ms, get(full, "attn", 0)) if c else None, "{:.2f}"),
+        cell(get(r, "core", 0), "{:.1f}"), cell(get(r, "core", 1), "{:.1f}"),
+        cell(ratio(get(r, "core", 0), get(full, "core", 0)) if c else None, "{:.2f}")))
+EOF

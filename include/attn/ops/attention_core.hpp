@@ -1,0 +1,421 @@
+/// \file
+/// The attention core: softmax(Q·Kᵀ·scale + bias, masked)·V for every (batch, query head), streaming
+/// over key blocks with a running row max and sum (online softmax), in parallel over
+/// batch × heads × query blocks. `ops::attention` (sdpa.hpp) dispatches here; every layer calls that.
+///
+/// Views, masks and weights follow sdpa.hpp: Q [B, T, Hq, d], K [B, S, Hkv, d], V [B, S, Hkv, dv] and
+/// the output [B, T, Hq, dv] are strided views (a projection's output is read in place, the output is
+/// written in place); query head h reads K/V head h / (Hq / Hkv) (GQA/MQA without copies). The mask
+/// contract: causal is bottom-right aligned (query i sees key j iff j <= i + S - T); key_lengths[b]
+/// (clamped to [0, S]) masks keys j >= key_lengths[b]; `keep` is read through its strides (0
+/// broadcasts) with true = attend; `bias` is added to the scaled logits. A query row whose every key is
+/// masked (or whose every logit is -inf) yields zeros, never NaN.
+///
+/// Algorithm, per task (b, h, block of `query_block` query rows):
+///   m = -inf, l = 0, O = 0
+///   for each block of `key_block` keys that some row of the task may see:
+///     Z = Q_blk · K_blkᵀ (one GEMM); Z = Z·scale + bias; masked entries -> -inf
+///     m' = max(m, rowmax Z);  P = exp(Z - m') (masked -> exactly 0)
+///     l = e^(m - m')·l + rowsum P;  O = e^(m - m')·O + P · V_blk (one GEMM)
+///   out = O / l   (rows with l = 0: zeros)
+/// Key blocks past every row's last visible key (causal, key_lengths) are never visited, and key blocks
+/// where a boolean mask keeps nothing are skipped: causal attention costs about half of full attention.
+/// Logits are only ever exponentiated after the row max is subtracted, so logits of magnitude 1e4 and
+/// beyond are exact to float rounding. Working memory is O(threads × query_block × key_block),
+/// independent of the sequence lengths.
+///
+/// When `weights` is not null (a contiguous [B, Hq, T, S] that the caller owns), each task also writes
+/// its [query_block, S] rows of logits there and normalizes them in place (the exact softmax, equal to
+/// the reference's); the weights buffer is the only T × S memory. The output is computed by the same
+/// streaming pass either way, so asking for the weights never changes a bit of the output.
+///
+/// Vectorization: the row passes (scale, bias, max, exp, sum) run on Eigen's packet math (SSE2 by
+/// default, AVX2/AVX-512 with -march=native; a scalar loop where Eigen does not vectorize). Products
+/// are Eigen matrix products over Maps with outer strides.
+///
+/// Threads: attn::num_threads() shares (core/parallel.hpp), a static cyclic partition of the tasks;
+/// every task runs the same code with the same blocking on any thread, so results are bit-identical for
+/// any thread count. A problem smaller than `min_parallel_flops` runs on the calling thread.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "attn/core/error.hpp"
+#include "attn/core/parallel.hpp"
+#include "attn/core/tensor.hpp"
+#include "attn/ops/sdpa.hpp"
+
+namespace attn::ops {
+
+/// Blocking and threading knobs of the core. The defaults suit head dims 32..128 on x86 caches; results
+/// depend on the blocking only through float rounding, never on the thread count.
+struct AttentionCoreOptions {
+  Index query_block = 128;             ///< query rows per task
+  Index key_block = 256;               ///< keys per streamed block
+  double min_parallel_flops = 1 << 21;  ///< below this many flops the call stays on one thread
+};
+
+namespace detail {
+
+template <class T>
+using ConstStrided = Eigen::Map<const Matrix<T>, 0, Eigen::OuterStride<>>;
+template <class T>
+using Strided = Eigen::Map<Matrix<T>, 0, Eigen::OuterStride<>>;
+
+// Eigen's packet types carry vector attributes that GCC drops (and warns about) in template arguments.
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wignored-attributes"
+#endif
+
+/// Row passes of the core on Eigen's packet math, with a scalar tail.
+template <class T>
+struct RowOps {
+  using Packet = typename Eigen::internal::packet_traits<T>::type;
+  static constexpr Index W = Eigen::internal::unpacket_traits<Packet>::size;
+  static constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+
+  /// z[0, ce) = z·scale (+ bias), then z[ce, n) = -inf and z[c] = -inf where keep[c] is false (c < ce);
+  /// returns max z[0, n).
+  static T prepare(T* z, Index n, Index ce, T scale, const T* bias, const bool* keep) {
+    Index c = 0;
+    T mx = neg_inf;
+    if constexpr (W > 1) {
+      namespace ei = Eigen::internal;
+      const Packet vs = ei::pset1<Packet>(scale);
+      Packet vmax = ei::pset1<Packet>(neg_inf);
+      if (bias != nullptr) {
+        for (; c + W <= ce; c += W) {
+          const Packet x = ei::padd(ei::pmul(ei::ploadu<Packet>(z + c), vs), ei::ploadu<Packet>(bias + c));
+          ei::pstoreu(z + c, x);
+          vmax = ei::pmax(vmax, x);
+        }
+      } else {
+        for (; c + W <= ce; c += W) {
+          const Packet x = ei::pmul(ei::ploadu<Packet>(z + c), vs);
+          ei::pstoreu(z + c, x);
+          vmax = ei::pmax(vmax, x);
+        }
+      }
+      mx = ei::predux_max(vmax);
+    }
+    for (; c < ce; ++c) {
+      T x = z[c] * scale;
+      if (bias != nullptr) x += bias[c];
+      z[c] = x;
+      mx = std::max(mx, x);
+    }
+    std::fill(z + ce, z + n, neg_inf);
+    if (keep == nullptr) return mx;
+    bool masked = false;
+    for (c = 0; c < ce; ++c)
+      if (!keep[c]) {
+        z[c] = neg_inf;
+        masked = true;
+      }
+    return masked ? row_max(z, ce) : mx;
+  }
+
+  static T row_max(const T* z, Index n) {
+    Index c = 0;
+    T mx = neg_inf;
+    if constexpr (W > 1) {
+      namespace ei = Eigen::internal;
+      Packet vmax = ei::pset1<Packet>(neg_inf);
+      for (; c + W <= n; c += W) vmax = ei::pmax(vmax, ei::ploadu<Packet>(z + c));
+      mx = ei::predux_max(vmax);
+    }
+    for (; c < n; ++c) mx = std::max(mx, z[c]);
+    return mx;
+  }
+
+  /// exp(x) for x <= 0 (-inf included; the caller masks those lanes). float: Cody-Waite reduction
+  /// x = n·ln2 + r with n rounded by the 1.5·2^23 shifter, Eigen's (Cephes) degree-5 polynomial for
+  /// e^r and 2^n built in the exponent bits; x is clamped at -87, so results below 2^-126 come out as
+  /// about 1.6e-38 instead of underflowing (irrelevant next to the row sum >= 1). double: Eigen's pexp.
+  static Packet exp_nonpositive(const Packet& x_in) {
+    namespace ei = Eigen::internal;
+    if constexpr (std::is_same_v<T, float>) {
+      using PacketI = typename ei::unpacket_traits<Packet>::integer_packet;
+      const Packet shifter = ei::pset1<Packet>(12582912.0f);  // 1.5·2^23
+      const Packet x = ei::pmax(x_in, ei::pset1<Packet>(-87.0f));
+      const Packet t = ei::pmadd(x, ei::pset1<Packet>(1.44269504088896341f), shifter);
+      const Packet nf = ei::psub(t, shifter);  // round(x / ln2)
+      Packet r = ei::pmadd(nf, ei::pset1<Packet>(-0.693359375f), x);
+      r = ei::pmadd(nf, ei::pset1<Packet>(2.12194440e-4f), r);
+      Packet y = ei::pmadd(ei::pset1<Packet>(1.9875691500e-4f), r, ei::pset1<Packet>(1.3981999507e-3f));
+      y = ei::pmadd(y, r, ei::pset1<Packet>(8.3334519073e-3f));
+      y = ei::pmadd(y, r, ei::pset1<Packet>(4.1665795894e-2f));
+      y = ei::pmadd(y, r, ei::pset1<Packet>(1.6666665459e-1f));
+      y = ei::pmadd(y, r, ei::pset1<Packet>(5.0000001201e-1f));
+      y = ei::pmadd(y, ei::pmul(r, r), ei::padd(r, ei::pset1<Packet>(1.0f)));
+      const PacketI n = ei::psub(ei::preinterpret<PacketI>(t), ei::preinterpret<PacketI>(shifter));
+      const PacketI bits = ei::plogical_shift_left<23>(ei::padd(n, ei::pset1<PacketI>(127)));
+      return ei::pmul(y, ei::preinterpret<Packet>(bits));
+    } else {
+      return ei::pexp(x_in);
+    }
+  }
+
+  /// z[c] = exp(z[c] - m), exactly 0 where z[c] is -inf; returns the sum. m must be finite.
+  static T exp_sum(T* z, Index n, T m) {
+    Index c = 0;
+    T sum = 0;
+    if constexpr (W > 1) {
+      namespace ei = Eigen::internal;
+      const Packet vm = ei::pset1<Packet>(m);
+      const Packet ninf = ei::pset1<Packet>(neg_inf);
+      Packet vsum = ei::pset1<Packet>(T(0));
+      for (; c + W <= n; c += W) {
+        const Packet x = ei::ploadu<Packet>(z + c);
+        const Packet e = ei::pand(exp_nonpositive(ei::psub(x, vm)), ei::pcmp_lt(ninf, x));
+        ei::pstoreu(z + c, e);
+        vsum = ei::padd(vsum, e);
+      }
+      sum = ei::predux(vsum);
+    }
+    for (; c < n; ++c) {
+      const T e = z[c] == neg_inf ? T(0) : std::exp(z[c] - m);
+      z[c] = e;
+      sum += e;
+    }
+    return sum;
+  }
+};
+
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+template <class T>
+class Core {
+public:
+  Core(const HeadsView<T>& q, const HeadsView<T>& k, const HeadsView<T>& v, const HeadsOut<T>& out, T scale,
+       const AttentionMask<T>& mask, T* weights, const AttentionCoreOptions& opt)
+      : q_(q), k_(k), v_(v), out_(out), scale_(scale), mask_(mask), weights_(weights),
+        B_(q.batch), T_(q.len), S_(k.len), Hq_(q.heads), group_(k.heads > 0 ? q.heads / k.heads : 1),
+        d_(q.dim), dv_(v.dim), bq_(opt.query_block), bk_(opt.key_block),
+        nqb_(T_ == 0 ? 0 : (T_ + bq_ - 1) / bq_) {}
+
+  [[nodiscard]] Index tasks() const noexcept { return B_ * Hq_ * nqb_; }
+
+  /// Scratch of one share.
+  struct Workspace {
+    std::vector<T> s, o, m, l, alpha;
+    Workspace(Index bq, Index bk, Index dv)
+        : s(static_cast<std::size_t>(bq * bk)), o(static_cast<std::size_t>(bq * dv)),
+          m(static_cast<std::size_t>(bq)), l(static_cast<std::size_t>(bq)),
+          alpha(static_cast<std::size_t>(bq)) {}
+  };
+  [[nodiscard]] Workspace workspace() const { return Workspace(bq_, bk_, dv_); }
+
+  void run_task(Workspace& ws, Index task) const {
+    const Index qb = task % nqb_;
+    const Index bh = task / nqb_;
+    const Index h = bh % Hq_, b = bh / Hq_;
+    const Index i0 = qb * bq_, rows = std::min(bq_, T_ - i0);
+    const Index len_b = mask_.key_lengths != nullptr ? std::clamp<Index>(mask_.key_lengths[b], 0, S_) : S_;
+    Tile t{b, h, h / group_, i0, rows, len_b, key_end(len_b, i0 + rows - 1)};
+    run_streaming(t, ws);
+    if (weights_ != nullptr) write_weights(t);
+  }
+
+private:
+  using Ops = RowOps<T>;
+  static constexpr T neg_inf = -std::numeric_limits<T>::infinity();
+
+  struct Tile {
+    Index b, h, kh, i0, rows, len_b, end;  // end: one past the last key any row of the tile sees
+  };
+
+  /// One past the last key query row i may see.
+  [[nodiscard]] Index key_end(Index len_b, Index i) const noexcept {
+    const Index e = mask_.causal ? std::clamp<Index>(i + (S_ - T_) + 1, 0, S_) : S_;
+    return std::min(len_b, e);
+  }
+  [[nodiscard]] const bool* keep_row(const Tile& t, Index i) const noexcept {
+    return mask_.keep == nullptr
+               ? nullptr
+               : mask_.keep + t.b * mask_.keep_sb + t.h * mask_.keep_sh + i * mask_.keep_st;
+  }
+  [[nodiscard]] const T* bias_row(const Tile& t, Index i) const noexcept {
+    return mask_.bias == nullptr
+               ? nullptr
+               : mask_.bias + t.b * mask_.bias_sb + t.h * mask_.bias_sh + i * mask_.bias_st;
+  }
+
+  /// Whether the boolean mask keeps any visible key of the tile in [j0, j0 + cols).
+  [[nodiscard]] bool keeps_any(const Tile& t, Index j0, Index cols) const noexcept {
+    // Rows see nested prefixes, so with a mask broadcast over queries the last row decides.
+    const Index first = mask_.keep_st == 0 ? t.rows - 1 : 0;
+    for (Index r = first; r < t.rows; ++r) {
+      const Index ce = std::clamp<Index>(key_end(t.len_b, t.i0 + r) - j0, 0, cols);
+      const bool* kr = keep_row(t, t.i0 + r) + j0;
+      if (std::find(kr, kr + ce, true) != kr + ce) return true;
+    }
+    return false;
+  }
+
+  /// Scales, biases and masks row r of a block of logits at z; returns its max.
+  T prepare_row(const Tile& t, Index r, T* z, Index j0, Index cols) const {
+    const Index i = t.i0 + r;
+    const Index ce = std::clamp<Index>(key_end(t.len_b, i) - j0, 0, cols);
+    const T* bias = bias_row(t, i);
+    const bool* keep = keep_row(t, i);
+    return Ops::prepare(z, cols, ce, scale_, bias ? bias + j0 : nullptr, keep ? keep + j0 : nullptr);
+  }
+
+  [[nodiscard]] ConstStrided<T> q_block(const Tile& t) const {
+    return {q_.at(t.b, t.i0, t.h), t.rows, d_, Eigen::OuterStride<>(q_.s_len)};
+  }
+  [[nodiscard]] ConstStrided<T> k_block(const Tile& t, Index j0, Index cols) const {
+    return {k_.at(t.b, j0, t.kh), cols, d_, Eigen::OuterStride<>(k_.s_len)};
+  }
+  [[nodiscard]] ConstStrided<T> v_block(const Tile& t, Index j0, Index cols) const {
+    return {v_.at(t.b, j0, t.kh), cols, dv_, Eigen::OuterStride<>(v_.s_len)};
+  }
+  [[nodiscard]] Strided<T> out_block(const Tile& t) const {
+    return {out_.at(t.b, t.i0, t.h), t.rows, dv_, Eigen::OuterStride<>(out_.s_len)};
+  }
+
+  void run_streaming(const Tile& t, Workspace& ws) const {
+    const Index rows = t.rows;
+    std::fill_n(ws.m.begin(), rows, neg_inf);
+    std::fill_n(ws.l.begin(), rows, T(0));
+    MatrixMap<T> O(ws.o.data(), rows, dv_);
+    O.setZero();
+    const auto Q = q_block(t);
+    for (Index j0 = 0; j0 < t.end; j0 += bk_) {
+      const Index cols = std::min(bk_, t.end - j0);
+      if (mask_.keep != nullptr && !keeps_any(t, j0, cols)) continue;
+      MatrixMap<T> Z(ws.s.data(), rows, cols);
+      Z.noalias() = Q * k_block(t, j0, cols).transpose();
+      bool rescale = false;
+      for (Index r = 0; r < rows; ++r) {
+        T* z = ws.s.data() + r * cols;
+        const T m_new = std::max(ws.m[r], prepare_row(t, r, z, j0, cols));
+        if (m_new == neg_inf) {  // nothing visible in this row yet
+          std::fill_n(z, cols, T(0));
+          ws.alpha[r] = T(1);
+          continue;
+        }
+        const T a = std::exp(ws.m[r] - m_new);  // 0 on the first visible block
+        ws.l[r] = a * ws.l[r] + Ops::exp_sum(z, cols, m_new);
+        ws.m[r] = m_new;
+        ws.alpha[r] = a;
+        rescale = rescale || a != T(1);
+      }
+      if (rescale)
+        for (Index r = 0; r < rows; ++r)
+          if (ws.alpha[r] != T(1)) O.row(r) *= ws.alpha[r];
+      O.noalias() += Z * v_block(t, j0, cols);
+    }
+    auto out = out_block(t);
+    for (Index r = 0; r < rows; ++r) {
+      if (ws.l[r] > T(0)) out.row(r) = O.row(r) / ws.l[r];
+      else out.row(r).setZero();
+    }
+  }
+
+  /// Writes the tile's [rows, S] probabilities into the weights buffer: logits block by block (key
+  /// blocks the boolean mask drops entirely are not computed), then an exact row softmax in place.
+  void write_weights(const Tile& t) const {
+    const Index rows = t.rows;
+    T* w = weights_ + ((t.b * Hq_ + t.h) * T_ + t.i0) * S_;
+    MatrixMap<T> P(w, rows, S_);
+    const auto Q = q_block(t);
+    for (Index j0 = 0; j0 < t.end; j0 += bk_) {
+      const Index cols = std::min(bk_, t.end - j0);
+      if (mask_.keep != nullptr && !keeps_any(t, j0, cols)) {
+        P.block(0, j0, rows, cols).setConstant(neg_inf);
+        continue;
+      }
+      P.block(0, j0, rows, cols).noalias() = Q * k_block(t, j0, cols).transpose();
+      for (Index r = 0; r < rows; ++r) prepare_row(t, r, w + r * S_ + j0, j0, cols);
+    }
+    for (Index r = 0; r < rows; ++r) {
+      T* p = w + r * S_;
+      const T mx = Ops::row_max(p, t.end);
+      if (mx == neg_inf) {
+        std::fill_n(p, S_, T(0));
+        continue;
+      }
+      const T sum = Ops::exp_sum(p, t.end, mx);
+      for (Index c = 0; c < t.end; ++c) p[c] /= sum;
+      std::fill(p + t.end, p + S_, T(0));
+    }
+  }
+
+  const HeadsView<T>& q_;
+  const HeadsView<T>& k_;
+  const HeadsView<T>& v_;
+  const HeadsOut<T>& out_;
+  T scale_;
+  const AttentionMask<T>& mask_;
+  T* weights_;
+  Index B_, T_, S_, Hq_, group_, d_, dv_, bq_, bk_, nqb_;
+};
+
+inline std::string dims_str(Index b, Index l, Index h, Index d) { return shape_str(Shape{b, l, h, d}); }
+
+/// Throws ShapeError unless Q [B, T, Hq, d], K [B, S, Hkv, d], V [B, S, Hkv, dv] and the output
+/// [B, T, Hq, dv] agree and Hkv divides Hq; ConfigError for non-positive block sizes.
+template <class T>
+void check_core_args(const HeadsView<T>& q, const HeadsView<T>& k, const HeadsView<T>& v,
+                     const HeadsOut<T>& out, const AttentionCoreOptions& opt) {
+  if (opt.query_block < 1 || opt.key_block < 1)
+    throw ConfigError(fmt::format("attention: query_block and key_block must be positive, got {} and {}",
+                                  opt.query_block, opt.key_block));
+  const auto fail = [&](std::string_view why) {
+    throw ShapeError(fmt::format("attention: {} (queries {}, keys {}, values {}, output {}, each "
+                                 "[batch, len, heads, dim])",
+                                 why, dims_str(q.batch, q.len, q.heads, q.dim),
+                                 dims_str(k.batch, k.len, k.heads, k.dim),
+                                 dims_str(v.batch, v.len, v.heads, v.dim),
+                                 dims_str(out.batch, out.len, out.heads, out.dim)));
+  };
+  for (Index e : {q.batch, q.len, q.heads, q.dim, k.batch, k.len, k.heads, k.dim, v.batch, v.len, v.heads,
+                  v.dim, out.batch, out.len, out.heads, out.dim})
+    if (e < 0) fail("negative extent");
+  if (k.batch != q.batch || v.batch != q.batch || out.batch != q.batch) fail("batch sizes differ");
+  if (v.len != k.len) fail("keys and values differ in length");
+  if (v.heads != k.heads) fail("keys and values differ in head count");
+  if (k.dim != q.dim) fail("queries and keys differ in head dim");
+  if (q.heads > 0 && (k.heads == 0 || q.heads % k.heads != 0))
+    fail("the query head count must be a multiple of the key/value head count");
+  if (out.len != q.len || out.heads != q.heads || out.dim != v.dim)
+    fail("the output must be [batch, query len, query heads, value dim]");
+}
+
+}  // namespace detail
+
+/// The attention core (see the file comment). `weights`, when not null, receives the probabilities as a
+/// contiguous [B, Hq, T, S]. Throws ShapeError when the views disagree (see check_core_args).
+template <class T>
+void attention_core(const HeadsView<T>& q, const HeadsView<T>& k, const HeadsView<T>& v,
+                    const HeadsOut<T>& out, std::type_identity_t<T> scale, const AttentionMask<T>& mask,
+                    std::type_identity_t<T>* weights = nullptr, const AttentionCoreOptions& options = {}) {
+  detail::check_core_args(q, k, v, out, options);
+  const detail::Core<T> core(q, k, v, out, scale, mask, weights, options);
+  const Index tasks = core.tasks();
+  if (tasks == 0) return;
+  const double flops = 2.0 * static_cast<double>(q.batch) * static_cast<double>(q.heads) *
+                       static_cast<double>(q.len) * static_cast<double>(k.len) *
+                       static_cast<double>(q.dim + v.dim);
+  const int shares = flops < options.min_parallel_flops ? 1 : shares_for(tasks);
+  parallel_shares(shares, [&](int s, int p) {
+    auto ws = core.workspace();
+    for (Index t = s; t < tasks; t += p) core.run_task(ws, t);
+  });
+}
+
+}  // namespace attn::ops
