@@ -628,7 +628,7 @@ TEST_CASE("threads: set_num_threads validates and num_threads reads it", "[threa
   REQUIRE(attn::num_threads() == 3);
 }
 
-TEST_CASE("threads: parallel_for runs every task once, statically; nesting stays serial; errors propagate",
+TEST_CASE("threads: parallel_for runs every task once, statically, nesting stays serial, errors propagate",
           "[threads]") {
   ThreadGuard guard;
   for (int threads : {1, 2, 4}) {

@@ -79,7 +79,7 @@ TEMPLATE_LIST_TEST_CASE("contract: each missing required key and an unknown key 
                                              type)));
 }
 
-TEMPLATE_LIST_TEST_CASE("contract: seeded forward gives the declared shape and finite values; float "
+TEMPLATE_LIST_TEST_CASE("contract: seeded forward gives the declared shape and finite values, float "
                         "and double agree",
                         "[contract]", attn::Registry::layers<float>) {
   using C = typename TestType::Config;

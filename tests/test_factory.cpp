@@ -70,7 +70,7 @@ TEST_CASE("factory: unknown parameters are rejected with a did-you-mean", "[fact
   REQUIRE(p[0].message ==
           "Unknown parameter 'num_head' for 'multi_head'. Did you mean 'num_heads'? Accepted parameters: "
           "['embed_dim', 'num_heads', 'dropout_rate', 'kernel_initializer', 'use_bias', 'input_dim', "
-          "'kernel_regularizer']");
+          "'causal', 'kernel_regularizer']");
 }
 
 TEST_CASE("factory: wrong JSON kinds name the parameter and the expected kind", "[factory]") {
@@ -144,7 +144,8 @@ TEST_CASE("factory: logging at info and error levels through a replaceable sink"
     REQUIRE(cap.lines[0].first == attn::LogLevel::info);
     REQUIRE(cap.lines[0].second ==
             "Creating 'multi_head' layer with parameters: {'embed_dim': 16, 'num_heads': 4, 'dropout_rate': "
-            "0.0, 'kernel_initializer': 'he_normal', 'use_bias': False, 'input_dim': None, 'name': 'blk'}");
+            "0.0, 'kernel_initializer': 'he_normal', 'use_bias': False, 'input_dim': None, 'causal': False, "
+            "'name': 'blk'}");
   }
   {
     LogCapture cap(attn::LogLevel::warning);  // the default: quiet

@@ -98,7 +98,7 @@ TEST_CASE("functional: GQA, masks, bias, causal and key lengths against loops", 
   }
 }
 
-TEST_CASE("functional: fully masked rows give zeros; huge logits stay finite", "[functional]") {
+TEST_CASE("functional: fully masked rows give zeros, huge logits stay finite", "[functional]") {
   const auto q = random_tensor<double, 3>({1, 3, 4}, 1, 1e4);
   const auto k = random_tensor<double, 3>({1, 5, 4}, 2, 1e4);
   const auto v = random_tensor<double, 3>({1, 5, 2}, 3);

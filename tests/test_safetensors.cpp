@@ -465,7 +465,7 @@ TEST_CASE("weights: save and load round-trip a layer, with and without a prefix"
   }
 }
 
-TEST_CASE("weights: load errors name the layer, the tensor, expected and found; the layer is unchanged",
+TEST_CASE("weights: load errors name the layer, the tensor, expected and found, the layer is unchanged",
           "[weights]") {
   const attn::MultiHeadAttentionConfig cfg{.embed_dim = 8, .num_heads = 2, .use_bias = true};
   const MHA good(cfg, 1);

@@ -213,7 +213,7 @@ TEST_CASE("torch: nn.MultiheadAttention with kdim/vdim maps into cross_attention
              Catch::Contains("kdim/vdim (3, 3) != embed_dim (4)"));
 }
 
-TEST_CASE("torch: nn.MultiheadAttention mapping errors; a failed load leaves the layer unchanged",
+TEST_CASE("torch: nn.MultiheadAttention mapping errors, a failed load leaves the layer unchanged",
           "[torch]") {
   const TorchMha t(4, 4, true, false);
   const TorchMha nobias(4, 4, false, false);

@@ -154,7 +154,7 @@ TEST_CASE("channel: hand-computed MLP on a constant input: g = sigmoid(2Â·MLP(kÂ
   REQUIRE(g(1, 0, 0, 1) == 0.5);
 }
 
-TEST_CASE("channel: zero kernels give 0.5 everywhere; the gate lies in (0, 1)", "[channel]") {
+TEST_CASE("channel: zero kernels give 0.5 everywhere, the gate lies in (0, 1)", "[channel]") {
   const CA zero({.channels = 8, .ratio = 2, .kernel_initializer = "zeros"});
   const auto g = zero.forward(random_tensor<double, 4>({2, 3, 4, 8}, 1, 5.0));
   for (Index i = 0; i < g.size(); ++i) REQUIRE(g.data()[i] == 0.5);

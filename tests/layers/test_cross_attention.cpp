@@ -30,7 +30,7 @@ TEST_CASE("cross_attention: weights and shapes", "[cross_attention]") {
   REQUIRE(l.output_shape({2, 3, 4}, {2, 7, 6}) == Shape{2, 3, 4});
 }
 
-TEST_CASE("cross_attention: equals the loop oracle; scale = 1 is the seed's unscaled form", "[cross_attention]") {
+TEST_CASE("cross_attention: equals the loop oracle, scale = 1 is the seed's unscaled form", "[cross_attention]") {
   for (int heads : {1, 2})
     for (bool proj : {false, true}) {
       CA l({.embed_dim = 4, .context_dim = 3, .num_heads = heads, .output_projection = proj}, 5);

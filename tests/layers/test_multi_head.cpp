@@ -197,3 +197,34 @@ TEST_CASE("multi_head: bad shapes and configs give typed errors", "[multi_head]"
   const auto e = layer.forward(attn::Tensor<double, 3>(2, 0, 8));
   REQUIRE(e.dimension(1) == 0);
 }
+
+TEST_CASE("multi_head: causal equals an explicit lower-triangular mask and ignores future tokens", "[multi_head]") {
+  MHA causal({.embed_dim = 8, .num_heads = 2, .causal = true}, 6);
+  MHA plain({.embed_dim = 8, .num_heads = 2}, 6);
+  const auto x = random_tensor<double, 3>({2, 7, 8}, 3);
+  attn::Tensor<bool, 3> tri(2, 7, 7);
+  for (Index b = 0; b < 2; ++b)
+    for (Index i = 0; i < 7; ++i)
+      for (Index j = 0; j < 7; ++j) tri(b, i, j) = j <= i;
+  const auto r = causal.forward_with_weights(x);
+  ATTN_REQUIRE_CLOSE(r.output, plain.forward(x, tri), 1e-12, 1e-13);
+  for (Index i = 0; i < 7; ++i)
+    for (Index j = i + 1; j < 7; ++j) REQUIRE(r.weights(1, 1, i, j) == 0.0);
+  auto x2 = x;
+  for (Index f = 0; f < 8; ++f) x2(0, 6, f) = 5.0;  // change the last token only
+  const auto y2 = causal.forward(x2);
+  for (Index t = 0; t < 6; ++t)
+    for (Index f = 0; f < 8; ++f) REQUIRE(y2(0, t, f) == r.output(0, t, f));
+}
+
+TEST_CASE("multi_head: 1 and 2 threads give bit-identical results (projections are threaded too)", "[multi_head][threads]") {
+  const MHA layer({.embed_dim = 16, .num_heads = 4}, 2);
+  const auto x = random_tensor<double, 3>({3, 300, 16}, 8);  // 900 rows: several projection chunks
+  const int saved = attn::num_threads();
+  attn::set_num_threads(1);
+  const auto a = layer.forward(x);
+  attn::set_num_threads(2);
+  const auto b = layer.forward(x);
+  attn::set_num_threads(saved);
+  REQUIRE(std::equal(a.data(), a.data() + a.size(), b.data()));
+}

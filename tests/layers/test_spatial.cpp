@@ -148,7 +148,7 @@ TEST_CASE("spatial: zero kernel gives 0.5 everywhere", "[spatial]") {
   for (Index i = 0; i < y.size(); ++i) REQUIRE(y.data()[i] == 0.5);
 }
 
-TEST_CASE("spatial: kernel_size is size-like; validation messages", "[spatial]") {
+TEST_CASE("spatial: kernel_size is size-like, validation messages", "[spatial]") {
   REQUIRE_THROWS_WITH(SA({.kernel_size = {6, 6}}), "kernel_size must be odd for 'same' padding, got (6, 6)");
   REQUIRE_THROWS_WITH(SA({.kernel_size = {3, 4}}), "kernel_size must be odd for 'same' padding, got (3, 4)");
   REQUIRE_THROWS_WITH(SA({.kernel_size = {0, 0}}), "kernel_size must be positive, got (0, 0)");
@@ -174,7 +174,7 @@ TEST_CASE("spatial: kernel_size is size-like; validation messages", "[spatial]")
   REQUIRE(attn::create_attention_from_config<double>(ns.config()) == ns);
 }
 
-TEST_CASE("spatial: any channel count; bad shapes give ShapeErrors naming the layer", "[spatial]") {
+TEST_CASE("spatial: any channel count, and bad shapes give ShapeErrors naming the layer", "[spatial]") {
   const SA layer({.kernel_size = {3, 3}}, 1);
   for (Index C : {1, 2, 9}) {
     const auto x = random_tensor<double, 4>({1, 3, 4, C}, 3);

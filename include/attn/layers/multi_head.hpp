@@ -4,7 +4,8 @@
 ///
 /// Shapes: input x `[B, T, D_in]` (D_in = `input_dim`, default `embed_dim`); output `[B, T, embed_dim]`.
 /// Optional boolean mask (true = attend): rank 2 `[B, T]` key padding, rank 3 `[B, T, T]`, rank 4
-/// `[B, 1|num_heads, T, T]`. Optional attention weights `[B, num_heads, T, T]`.
+/// `[B, 1|num_heads, T, T]`; `causal` (beyond the reference) masks future keys and skips their blocks.
+/// Optional attention weights `[B, num_heads, T, T]`.
 ///
 /// Weights (Keras layout): `qkv/kernel [D_in, 3·embed_dim]` (columns: Q, K, V blocks, head i owning
 /// columns [i·d, (i+1)·d) of each block), `qkv/bias [3·embed_dim]` and `proj/bias [embed_dim]` when
@@ -46,6 +47,7 @@ struct MultiHeadAttentionConfig {
   std::string_view kernel_initializer = "he_normal";
   bool use_bias = false;
   std::optional<int> input_dim{};
+  bool causal = false;
 
   static constexpr std::string_view type_name = "multi_head";
   static constexpr std::string_view class_name = "MultiHeadAttention";
@@ -69,6 +71,9 @@ struct MultiHeadAttentionConfig {
         Field<C>{.name = "use_bias", .member = &C::use_bias, .doc = "Add biases to both projections."},
         Field<C>{.name = "input_dim", .member = &C::input_dim, .rule = Rule::positive,
                  .doc = "Width of the input features (null: embed_dim). Beyond the reference."},
+        Field<C>{.name = "causal", .member = &C::causal,
+                 .doc = "Mask future keys (query i sees keys j <= i); masked blocks are skipped. Beyond "
+                        "the reference."},
     };
   }
 
@@ -142,6 +147,7 @@ private:
     Tensor<T, 3> qkv(B, L, 3 * E);
     ops::dense(x.data(), B * L, weights_[0], bias ? &weights_[1] : nullptr, qkv.data());
     ops::AttentionMask<T> m;
+    m.causal = config_.causal;
     bind_mask(m, mask, B, H, L, L, Config::type_name);
     Tensor<T, 3> ctx(B, L, E);
     if (weights) *weights = Tensor<T, 4>(B, H, L, L);

@@ -30,8 +30,9 @@
 /// streaming pass either way, so asking for the weights never changes a bit of the output.
 ///
 /// Vectorization: the row passes (scale, bias, max, exp, sum) run on Eigen's packet math (SSE2 by
-/// default, AVX2/AVX-512 with -march=native; a scalar loop where Eigen does not vectorize). Products
-/// are Eigen matrix products over Maps with outer strides.
+/// default, AVX2/AVX-512 with -march=native; a scalar loop where Eigen does not vectorize); the float
+/// exp is a short packet exp for arguments <= 0 built on those primitives (RowOps::exp_nonpositive),
+/// double uses Eigen's pexp. Products are Eigen matrix products over Maps with outer strides.
 ///
 /// Threads: attn::num_threads() shares (core/parallel.hpp), a static cyclic partition of the tasks;
 /// every task runs the same code with the same blocking on any thread, so results are bit-identical for
