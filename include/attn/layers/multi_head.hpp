@@ -144,6 +144,12 @@ private:
     const Index B = x.dimension(0), L = x.dimension(1), E = config_.embed_dim, H = config_.num_heads;
     const Index d = E / H;
     const bool bias = config_.use_bias;
+    if (B == 0 || L == 0) {  // nothing to attend: empty output (and no pointer arithmetic on null data)
+      AttentionResult<T> empty;
+      empty.output = Tensor<T, 3>(B, L, E);
+      if (weights) *weights = Tensor<T, 4>(B, H, L, L);
+      return empty;
+    }
     Tensor<T, 3> qkv(B, L, 3 * E);
     ops::dense(x.data(), B * L, weights_[0], bias ? &weights_[1] : nullptr, qkv.data());
     ops::AttentionMask<T> m;
