@@ -33,6 +33,45 @@ attn::Tensor<T, R> random_tensor(const Shape& shape, std::uint64_t seed, double 
   return random_any<T>(shape, seed, scale).template to_tensor<R>();
 }
 
+/// Restores the SIMD level of the process when a test ends.
+struct SimdGuard {
+  attn::Simd saved = attn::simd();
+  SimdGuard() = default;
+  SimdGuard(const SimdGuard&) = delete;
+  SimdGuard& operator=(const SimdGuard&) = delete;
+  ~SimdGuard() { attn::set_simd(saved); }
+};
+
+/// Every SIMD level this machine can run, lowest first.
+inline std::vector<attn::Simd> simd_levels() {
+  std::vector<attn::Simd> v;
+  for (attn::Simd s : {attn::Simd::generic, attn::Simd::avx2, attn::Simd::avx512})
+    if (attn::simd_available(s)) v.push_back(s);
+  return v;
+}
+inline std::string simd_levels_string() {
+  std::string out;
+  for (attn::Simd s : simd_levels()) out += (out.empty() ? "" : ", ") + std::string(attn::simd_name(s));
+  return out;
+}
+
+/// Collects attn's log lines ("LEVEL message") while alive, at every level.
+struct LogLines {
+  attn::LogLevel saved = attn::log_level();
+  explicit LogLines(std::vector<std::string>& lines) {
+    attn::set_log_level(attn::LogLevel::debug);
+    attn::set_log_sink([&lines](attn::LogLevel l, std::string_view m) {
+      lines.push_back(std::string(attn::log_level_name(l)) + " " + std::string(m));
+    });
+  }
+  LogLines(const LogLines&) = delete;
+  LogLines& operator=(const LogLines&) = delete;
+  ~LogLines() {
+    attn::set_log_sink(nullptr);
+    attn::set_log_level(saved);
+  }
+};
+
 /// Result of an element-wise comparison.
 struct Comparison {
   bool ok = true;

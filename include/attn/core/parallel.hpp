@@ -5,9 +5,11 @@
 /// - `attn::set_num_threads(n)` sets how many threads attn's kernels use (n >= 1, otherwise
 ///   ConfigError); `attn::num_threads()` reads it. The default is std::thread::hardware_concurrency()
 ///   (1 when the platform does not tell). The setting is global and read at every kernel call.
-/// - A kernel splits its work into tasks and hands them out by a STATIC cyclic partition (share s of P
-///   runs tasks s, s + P, s + 2P, ...). A task is computed by the same code with the same blocking
-///   whatever thread runs it, so results are bit-identical for every thread count.
+/// - A kernel splits its work into tasks and hands them out by a static cyclic partition (share s of P
+///   runs tasks s, s + P, s + 2P, ...: parallel_for) or in order to whichever share is free
+///   (parallel_for_dynamic, which balances tasks of unequal cost and a busy core). A task is computed
+///   by the same code with the same blocking whatever thread runs it, so results are bit-identical for
+///   every thread count either way.
 /// - No nesting: a kernel called from inside a share (on a pool worker, or on the calling thread while
 ///   it runs its own share) runs single-threaded.
 /// - Eigen's own threads: Eigen parallelizes matrix products only when compiled with OpenMP (this
@@ -249,6 +251,20 @@ void parallel_for(std::int64_t n, F&& f) {
   if (n <= 0) return;
   parallel_shares(shares_for(n), [&](int s, int p) {
     for (std::int64_t i = s; i < n; i += p) f(i);
+  });
+}
+
+/// Calls f(i) for every i in [0, n), over shares_for(n) shares that take the next task from a shared
+/// counter when they finish one. For tasks whose result does not depend on the thread that runs them
+/// (every attn kernel's), so results stay the same for any thread count while the load balances.
+template <class F>
+void parallel_for_dynamic(std::int64_t n, F&& f) {
+  if (n <= 0) return;
+  std::atomic<std::int64_t> next{0};
+  parallel_shares(shares_for(n), [&](int, int) {
+    for (std::int64_t i = next.fetch_add(1, std::memory_order_relaxed); i < n;
+         i = next.fetch_add(1, std::memory_order_relaxed))
+      f(i);
   });
 }
 

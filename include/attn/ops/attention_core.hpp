@@ -29,17 +29,19 @@
 /// the reference's); the weights buffer is the only T × S memory. The output is computed by the same
 /// streaming pass either way, so asking for the weights never changes a bit of the output.
 ///
-/// Vectorization: the row passes (scale, bias, max, exp, sum) run on Eigen's packet math (SSE2 by
-/// default, AVX2/AVX-512 with -march=native; a scalar loop where Eigen does not vectorize); the float
-/// exp is a short packet exp for arguments <= 0 built on those primitives (RowOps::exp_nonpositive),
-/// double uses Eigen's pexp. Products are Eigen matrix products over Maps with outer strides.
+/// Vectorization: the products and the row passes (scale, bias, max, exp, sum) come from the kernel
+/// table of the SIMD level in use (ops/kernels.hpp, core/simd.hpp): the AVX-512 or AVX2 kernels chosen
+/// at run time on x86-64, else Eigen's products and packet math (SSE2 by default, wider with
+/// -march=native). The float exp is a short packet exp for arguments <= 0 (RowOps::exp_nonpositive);
+/// double uses Eigen's pexp. One call uses one level throughout.
 ///
-/// Threads: attn::num_threads() shares (core/parallel.hpp), a static cyclic partition of the tasks;
-/// every task runs the same code with the same blocking on any thread, so results are bit-identical for
-/// any thread count. A problem smaller than `min_parallel_flops` runs on the calling thread.
+/// Threads: attn::num_threads() shares (core/parallel.hpp) take the tasks in order from a shared counter
+/// (causal tasks differ in cost); every task runs the same code with the same blocking on any thread,
+/// so results are bit-identical for any thread count. A problem smaller than `min_parallel_flops` runs on the calling thread.
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -53,6 +55,7 @@
 #include "attn/core/error.hpp"
 #include "attn/core/parallel.hpp"
 #include "attn/core/tensor.hpp"
+#include "attn/ops/kernels.hpp"
 #include "attn/ops/sdpa.hpp"
 
 namespace attn::ops {
@@ -68,136 +71,6 @@ struct AttentionCoreOptions {
 namespace detail {
 
 template <class T>
-using ConstStrided = Eigen::Map<const Matrix<T>, 0, Eigen::OuterStride<>>;
-template <class T>
-using Strided = Eigen::Map<Matrix<T>, 0, Eigen::OuterStride<>>;
-
-// Eigen's packet types carry vector attributes that GCC drops (and warns about) in template arguments.
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wignored-attributes"
-#endif
-
-/// Row passes of the core on Eigen's packet math, with a scalar tail.
-template <class T>
-struct RowOps {
-  using Packet = typename Eigen::internal::packet_traits<T>::type;
-  static constexpr Index W = Eigen::internal::unpacket_traits<Packet>::size;
-  static constexpr T neg_inf = -std::numeric_limits<T>::infinity();
-
-  /// z[0, ce) = z·scale (+ bias), then z[ce, n) = -inf and z[c] = -inf where keep[c] is false (c < ce);
-  /// returns max z[0, n).
-  static T prepare(T* z, Index n, Index ce, T scale, const T* bias, const bool* keep) {
-    Index c = 0;
-    T mx = neg_inf;
-    if constexpr (W > 1) {
-      namespace ei = Eigen::internal;
-      const Packet vs = ei::pset1<Packet>(scale);
-      Packet vmax = ei::pset1<Packet>(neg_inf);
-      if (bias != nullptr) {
-        for (; c + W <= ce; c += W) {
-          const Packet x = ei::padd(ei::pmul(ei::ploadu<Packet>(z + c), vs), ei::ploadu<Packet>(bias + c));
-          ei::pstoreu(z + c, x);
-          vmax = ei::pmax(vmax, x);
-        }
-      } else {
-        for (; c + W <= ce; c += W) {
-          const Packet x = ei::pmul(ei::ploadu<Packet>(z + c), vs);
-          ei::pstoreu(z + c, x);
-          vmax = ei::pmax(vmax, x);
-        }
-      }
-      mx = ei::predux_max(vmax);
-    }
-    for (; c < ce; ++c) {
-      T x = z[c] * scale;
-      if (bias != nullptr) x += bias[c];
-      z[c] = x;
-      mx = std::max(mx, x);
-    }
-    std::fill(z + ce, z + n, neg_inf);
-    if (keep == nullptr) return mx;
-    bool masked = false;
-    for (c = 0; c < ce; ++c)
-      if (!keep[c]) {
-        z[c] = neg_inf;
-        masked = true;
-      }
-    return masked ? row_max(z, ce) : mx;
-  }
-
-  static T row_max(const T* z, Index n) {
-    Index c = 0;
-    T mx = neg_inf;
-    if constexpr (W > 1) {
-      namespace ei = Eigen::internal;
-      Packet vmax = ei::pset1<Packet>(neg_inf);
-      for (; c + W <= n; c += W) vmax = ei::pmax(vmax, ei::ploadu<Packet>(z + c));
-      mx = ei::predux_max(vmax);
-    }
-    for (; c < n; ++c) mx = std::max(mx, z[c]);
-    return mx;
-  }
-
-  /// exp(x) for x <= 0 (-inf included; the caller masks those lanes). float: Cody-Waite reduction
-  /// x = n·ln2 + r with n rounded by the 1.5·2^23 shifter, Eigen's (Cephes) degree-5 polynomial for
-  /// e^r and 2^n built in the exponent bits; x is clamped at -87, so results below 2^-126 come out as
-  /// about 1.6e-38 instead of underflowing (irrelevant next to the row sum >= 1). double: Eigen's pexp.
-  static Packet exp_nonpositive(const Packet& x_in) {
-    namespace ei = Eigen::internal;
-    if constexpr (std::is_same_v<T, float>) {
-      using PacketI = typename ei::unpacket_traits<Packet>::integer_packet;
-      const Packet shifter = ei::pset1<Packet>(12582912.0f);  // 1.5·2^23
-      const Packet x = ei::pmax(x_in, ei::pset1<Packet>(-87.0f));
-      const Packet t = ei::pmadd(x, ei::pset1<Packet>(1.44269504088896341f), shifter);
-      const Packet nf = ei::psub(t, shifter);  // round(x / ln2)
-      Packet r = ei::pmadd(nf, ei::pset1<Packet>(-0.693359375f), x);
-      r = ei::pmadd(nf, ei::pset1<Packet>(2.12194440e-4f), r);
-      Packet y = ei::pmadd(ei::pset1<Packet>(1.9875691500e-4f), r, ei::pset1<Packet>(1.3981999507e-3f));
-      y = ei::pmadd(y, r, ei::pset1<Packet>(8.3334519073e-3f));
-      y = ei::pmadd(y, r, ei::pset1<Packet>(4.1665795894e-2f));
-      y = ei::pmadd(y, r, ei::pset1<Packet>(1.6666665459e-1f));
-      y = ei::pmadd(y, r, ei::pset1<Packet>(5.0000001201e-1f));
-      y = ei::pmadd(y, ei::pmul(r, r), ei::padd(r, ei::pset1<Packet>(1.0f)));
-      const PacketI n = ei::psub(ei::preinterpret<PacketI>(t), ei::preinterpret<PacketI>(shifter));
-      const PacketI bits = ei::plogical_shift_left<23>(ei::padd(n, ei::pset1<PacketI>(127)));
-      return ei::pmul(y, ei::preinterpret<Packet>(bits));
-    } else {
-      return ei::pexp(x_in);
-    }
-  }
-
-  /// z[c] = exp(z[c] - m), exactly 0 where z[c] is -inf; returns the sum. m must be finite.
-  static T exp_sum(T* z, Index n, T m) {
-    Index c = 0;
-    T sum = 0;
-    if constexpr (W > 1) {
-      namespace ei = Eigen::internal;
-      const Packet vm = ei::pset1<Packet>(m);
-      const Packet ninf = ei::pset1<Packet>(neg_inf);
-      Packet vsum = ei::pset1<Packet>(T(0));
-      for (; c + W <= n; c += W) {
-        const Packet x = ei::ploadu<Packet>(z + c);
-        const Packet e = ei::pand(exp_nonpositive(ei::psub(x, vm)), ei::pcmp_lt(ninf, x));
-        ei::pstoreu(z + c, e);
-        vsum = ei::padd(vsum, e);
-      }
-      sum = ei::predux(vsum);
-    }
-    for (; c < n; ++c) {
-      const T e = z[c] == neg_inf ? T(0) : std::exp(z[c] - m);
-      z[c] = e;
-      sum += e;
-    }
-    return sum;
-  }
-};
-
-#if defined(__GNUC__) || defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-
-template <class T>
 class Core {
 public:
   Core(const HeadsView<T>& q, const HeadsView<T>& k, const HeadsView<T>& v, const HeadsOut<T>& out, T scale,
@@ -205,7 +78,7 @@ public:
       : q_(q), k_(k), v_(v), out_(out), scale_(scale), mask_(mask), weights_(weights),
         B_(q.batch), T_(q.len), S_(k.len), Hq_(q.heads), group_(k.heads > 0 ? q.heads / k.heads : 1),
         d_(q.dim), dv_(v.dim), bq_(opt.query_block), bk_(opt.key_block),
-        nqb_(T_ == 0 ? 0 : (T_ + bq_ - 1) / bq_) {}
+        nqb_(T_ == 0 ? 0 : (T_ + bq_ - 1) / bq_), kern_(kernels<T>()) {}
 
   [[nodiscard]] Index tasks() const noexcept { return B_ * Hq_ * nqb_; }
 
@@ -231,7 +104,6 @@ public:
   }
 
 private:
-  using Ops = RowOps<T>;
   static constexpr T neg_inf = -std::numeric_limits<T>::infinity();
 
   struct Tile {
@@ -272,17 +144,13 @@ private:
     const Index ce = std::clamp<Index>(key_end(t.len_b, i) - j0, 0, cols);
     const T* bias = bias_row(t, i);
     const bool* keep = keep_row(t, i);
-    return Ops::prepare(z, cols, ce, scale_, bias ? bias + j0 : nullptr, keep ? keep + j0 : nullptr);
+    return kern_.prepare(z, cols, ce, scale_, bias ? bias + j0 : nullptr, keep ? keep + j0 : nullptr);
   }
 
-  [[nodiscard]] ConstStrided<T> q_block(const Tile& t) const {
-    return {q_.at(t.b, t.i0, t.h), t.rows, d_, Eigen::OuterStride<>(q_.s_len)};
-  }
-  [[nodiscard]] ConstStrided<T> k_block(const Tile& t, Index j0, Index cols) const {
-    return {k_.at(t.b, j0, t.kh), cols, d_, Eigen::OuterStride<>(k_.s_len)};
-  }
-  [[nodiscard]] ConstStrided<T> v_block(const Tile& t, Index j0, Index cols) const {
-    return {v_.at(t.b, j0, t.kh), cols, dv_, Eigen::OuterStride<>(v_.s_len)};
+  /// z[rows, cols] (leading dimension ldz) = Q_tile · K[j0, j0 + cols)ᵀ
+  void logits(const Tile& t, Index j0, Index cols, T* z, Index ldz) const {
+    kern_.gemm(t.rows, cols, d_, q_.at(t.b, t.i0, t.h), q_.s_len, k_.at(t.b, j0, t.kh), k_.s_len,
+               /*b_trans=*/true, z, ldz, /*accumulate=*/false, /*direct=*/true);
   }
   [[nodiscard]] Strided<T> out_block(const Tile& t) const {
     return {out_.at(t.b, t.i0, t.h), t.rows, dv_, Eigen::OuterStride<>(out_.s_len)};
@@ -294,12 +162,10 @@ private:
     std::fill_n(ws.l.begin(), rows, T(0));
     MatrixMap<T> O(ws.o.data(), rows, dv_);
     O.setZero();
-    const auto Q = q_block(t);
     for (Index j0 = 0; j0 < t.end; j0 += bk_) {
       const Index cols = std::min(bk_, t.end - j0);
       if (mask_.keep != nullptr && !keeps_any(t, j0, cols)) continue;
-      MatrixMap<T> Z(ws.s.data(), rows, cols);
-      Z.noalias() = Q * k_block(t, j0, cols).transpose();
+      logits(t, j0, cols, ws.s.data(), cols);
       bool rescale = false;
       for (Index r = 0; r < rows; ++r) {
         T* z = ws.s.data() + r * cols;
@@ -310,7 +176,7 @@ private:
           continue;
         }
         const T a = std::exp(ws.m[r] - m_new);  // 0 on the first visible block
-        ws.l[r] = a * ws.l[r] + Ops::exp_sum(z, cols, m_new);
+        ws.l[r] = a * ws.l[r] + kern_.exp_sum(z, cols, m_new);
         ws.m[r] = m_new;
         ws.alpha[r] = a;
         rescale = rescale || a != T(1);
@@ -318,7 +184,8 @@ private:
       if (rescale)
         for (Index r = 0; r < rows; ++r)
           if (ws.alpha[r] != T(1)) O.row(r) *= ws.alpha[r];
-      O.noalias() += Z * v_block(t, j0, cols);
+      kern_.gemm(rows, dv_, cols, ws.s.data(), cols, v_.at(t.b, j0, t.kh), v_.s_len, /*b_trans=*/false,
+                 ws.o.data(), dv_, /*accumulate=*/true, /*direct=*/true);
     }
     auto out = out_block(t);
     for (Index r = 0; r < rows; ++r) {
@@ -333,24 +200,23 @@ private:
     const Index rows = t.rows;
     T* w = weights_ + ((t.b * Hq_ + t.h) * T_ + t.i0) * S_;
     MatrixMap<T> P(w, rows, S_);
-    const auto Q = q_block(t);
     for (Index j0 = 0; j0 < t.end; j0 += bk_) {
       const Index cols = std::min(bk_, t.end - j0);
       if (mask_.keep != nullptr && !keeps_any(t, j0, cols)) {
         P.block(0, j0, rows, cols).setConstant(neg_inf);
         continue;
       }
-      P.block(0, j0, rows, cols).noalias() = Q * k_block(t, j0, cols).transpose();
+      logits(t, j0, cols, w + j0, S_);
       for (Index r = 0; r < rows; ++r) prepare_row(t, r, w + r * S_ + j0, j0, cols);
     }
     for (Index r = 0; r < rows; ++r) {
       T* p = w + r * S_;
-      const T mx = Ops::row_max(p, t.end);
+      const T mx = kern_.row_max(p, t.end);
       if (mx == neg_inf) {
         std::fill_n(p, S_, T(0));
         continue;
       }
-      const T sum = Ops::exp_sum(p, t.end, mx);
+      const T sum = kern_.exp_sum(p, t.end, mx);
       for (Index c = 0; c < t.end; ++c) p[c] /= sum;
       std::fill(p + t.end, p + S_, T(0));
     }
@@ -364,6 +230,7 @@ private:
   const AttentionMask<T>& mask_;
   T* weights_;
   Index B_, T_, S_, Hq_, group_, d_, dv_, bq_, bk_, nqb_;
+  const Kernels<T>& kern_;
 };
 
 inline std::string dims_str(Index b, Index l, Index h, Index d) { return shape_str(Shape{b, l, h, d}); }
@@ -413,9 +280,12 @@ void attention_core(const HeadsView<T>& q, const HeadsView<T>& k, const HeadsVie
                        static_cast<double>(q.len) * static_cast<double>(k.len) *
                        static_cast<double>(q.dim + v.dim);
   const int shares = flops < options.min_parallel_flops ? 1 : shares_for(tasks);
-  parallel_shares(shares, [&](int s, int p) {
+  std::atomic<Index> next{0};  // tasks go to whichever share is free (results do not depend on it)
+  parallel_shares(shares, [&](int, int) {
     auto ws = core.workspace();
-    for (Index t = s; t < tasks; t += p) core.run_task(ws, t);
+    for (Index t = next.fetch_add(1, std::memory_order_relaxed); t < tasks;
+         t = next.fetch_add(1, std::memory_order_relaxed))
+      core.run_task(ws, t);
   });
 }
 

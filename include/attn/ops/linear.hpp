@@ -1,5 +1,5 @@
 /// \file
-/// Dense projections on the fast path: Eigen matrix products over tensor storage.
+/// Matrix products on attn's threads, and dense projections on top of them.
 #pragma once
 
 #include <algorithm>
@@ -8,30 +8,57 @@
 #include "attn/core/parallel.hpp"
 #include "attn/core/tensor.hpp"
 #include "attn/core/weights.hpp"
+#include "attn/ops/kernels.hpp"
 
 namespace attn::ops {
 
-/// y[rows, out] = x[rows, in] · kernel[in, out] (+ bias[out]). `y` must not alias `x`.
-/// Rows are cut into fixed chunks of 256 that run on attn's threads (core/parallel.hpp): the chunks
-/// do not depend on the thread count, so neither do the results.
+/// C[m, n] = A[m, k] · B[k, n] (row-major, leading dimensions lda/ldb/ldc; B given as Bᵀ when
+/// `b_trans`) on attn's threads, with the kernels of the SIMD level in use (ops/kernels.hpp). The output
+/// is cut into tiles of 256 rows x 256 columns that run as independent single-threaded products, taken
+/// by whichever thread is free. The packed kernels (avx2, avx512) give every element the same value
+/// whatever the tiling, so there the tiles narrow (down to 64 columns) when that leaves fewer than 8 per
+/// thread, and small or single-threaded problems run as one product; Eigen's products (generic) choose
+/// their code path by shape, so there the tiling is fixed. Either way results are bit-identical for
+/// every thread count. Problems under 2^21 flops stay on the calling thread.
+template <class T>
+void gemm(Index m, Index n, Index k, const T* a, Index lda, const T* b, Index ldb, bool b_trans, T* c,
+          Index ldc) {
+  if (m <= 0 || n <= 0) return;
+  const Kernels<T>& kern = kernels<T>();
+  const bool any_tiling = kern.level != Simd::generic;
+  const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  const bool serial = flops < double(1 << 21) || shares_for(2) == 1;
+  if (any_tiling && serial) {
+    kern.gemm(m, n, k, a, lda, b, ldb, b_trans, c, ldc, /*accumulate=*/false, /*direct=*/false);
+    return;
+  }
+  constexpr Index tile_m = 256;
+  Index tile_n = 256;
+  const Index tm = (m + tile_m - 1) / tile_m;
+  if (any_tiling)
+    while (tile_n > 64 && tm * ((n + tile_n - 1) / tile_n) < 8 * static_cast<Index>(num_threads())) tile_n /= 2;
+  const Index tn = (n + tile_n - 1) / tile_n;
+  const auto run = [&](std::int64_t t) {
+    const Index i0 = static_cast<Index>(t) / tn * tile_m, j0 = static_cast<Index>(t) % tn * tile_n;
+    const Index mi = std::min(tile_m, m - i0), nj = std::min(tile_n, n - j0);
+    kern.gemm(mi, nj, k, a + i0 * lda, lda, b_trans ? b + j0 * ldb : b + j0, ldb, b_trans, c + i0 * ldc + j0, ldc,
+              /*accumulate=*/false, /*direct=*/false);
+  };
+  if (serial) {
+    for (Index t = 0; t < tm * tn; ++t) run(t);
+    return;
+  }
+  parallel_for_dynamic(tm * tn, run);
+}
+
+/// y[rows, out] = x[rows, in] · kernel[in, out] (+ bias[out]). `y` must not alias `x`. Runs on attn's
+/// threads through ops::gemm (bit-identical for every thread count).
 template <class T>
 void dense(const T* x, Index rows, const Weight<T>& kernel, const Weight<T>* bias, T* y) {
   const Index in = kernel.shape.at(0);
   const Index out = kernel.shape.at(1);
-  constexpr Index chunk = 256;
-  const auto run = [&](Index r0, Index n) {
-    MatrixMap<T> Y(y + r0 * out, n, out);
-    Y.noalias() = ConstMatrixMap<T>(x + r0 * in, n, in) * kernel.matrix();
-    if (bias != nullptr) Y.rowwise() += bias->row();
-  };
-  if (rows <= chunk) {
-    run(0, rows);
-    return;
-  }
-  parallel_for((rows + chunk - 1) / chunk, [&](std::int64_t t) {
-    const Index r0 = static_cast<Index>(t) * chunk;
-    run(r0, std::min(chunk, rows - r0));
-  });
+  gemm<T>(rows, out, in, x, in, kernel.data.data(), out, /*b_trans=*/false, y, out);
+  if (bias != nullptr && rows > 0) MatrixMap<T>(y, rows, out).rowwise() += bias->row();
 }
 
 /// Applies a dense layer to the last axis of a rank-R tensor.

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "attn/core/scratch.hpp"
 #include "attn/core/tensor.hpp"
 #include "attn/core/weights.hpp"
 #include "attn/ops/linear.hpp"
@@ -66,25 +67,24 @@ AttentionResult<T> projected_attention(const WeightSet<T>& w, const ProjectedSpe
   const Index d = E / H;
   const std::size_t step = s.use_bias ? 2 : 1;
   const auto bias = [&](std::size_t i) { return s.use_bias ? &w[i + 1] : nullptr; };
-  Tensor<T, 3> q(B, Tq, E), k(B, S, E), v(B, S, E);
-  dense(x.data(), B * Tq, w[0], bias(0), q.data());
-  dense(c.data(), B * S, w[step], bias(step), k.data());
-  dense(c.data(), B * S, w[2 * step], bias(2 * step), v.data());
+  ScratchFrame scratch;  // q, k, v and the context: reused across calls (core/scratch.hpp)
+  T* q = scratch.get<T>(B * Tq * E);
+  T* k = scratch.get<T>(B * S * E);
+  T* v = scratch.get<T>(B * S * E);
+  dense(x.data(), B * Tq, w[0], bias(0), q);
+  dense(c.data(), B * S, w[step], bias(step), k);
+  dense(c.data(), B * S, w[2 * step], bias(2 * step), v);
   AttentionMask<T> m;
   m.causal = s.causal;
   bind_mask(m, mask, B, H, Tq, S, layer);
   AttentionResult<T> r;
-  Tensor<T, 3> ctx(B, Tq, E);
+  r.output = Tensor<T, 3>(B, Tq, E);
+  T* ctx = s.output_projection ? scratch.get<T>(B * Tq * E) : r.output.data();
   if (want_weights) r.weights = Tensor<T, 4>(B, H, Tq, S);
-  attention(heads_of<T>(q.data(), B, Tq, H, d, E), heads_of<T>(k.data(), B, S, H, d, E),
-            heads_of<T>(v.data(), B, S, H, d, E), heads_out<T>(ctx.data(), B, Tq, H, d, E), static_cast<T>(s.scale),
-            m, want_weights ? r.weights.data() : nullptr);
-  if (s.output_projection) {
-    r.output = Tensor<T, 3>(B, Tq, E);
-    dense(ctx.data(), B * Tq, w[3 * step], bias(3 * step), r.output.data());
-  } else {
-    r.output = std::move(ctx);
-  }
+  attention(heads_of<T>(q, B, Tq, H, d, E), heads_of<T>(k, B, S, H, d, E), heads_of<T>(v, B, S, H, d, E),
+            heads_out<T>(ctx, B, Tq, H, d, E), static_cast<T>(s.scale), m,
+            want_weights ? r.weights.data() : nullptr);
+  if (s.output_projection) dense(ctx, B * Tq, w[3 * step], bias(3 * step), r.output.data());
   return r;
 }
 

@@ -1,0 +1,156 @@
+/// \file
+/// AVX2+FMA and AVX-512F kernels for x86-64, compiled with function-level target attributes so that a
+/// baseline (SSE2) build carries them; core/simd.hpp decides at run time which one runs. The kernels
+/// themselves (packed matrix product, the attention core's row passes) are written once in
+/// kernels.inl and instantiated here per instruction set, with the register types below.
+#pragma once
+
+#include "attn/core/simd.hpp"
+
+#if ATTN_SIMD_DISPATCH
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "attn/core/tensor.hpp"
+
+#define ATTN_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define ATTN_TARGET_AVX512 __attribute__((target("avx512f,avx2,fma")))
+
+namespace attn::ops::x86 {
+
+namespace avx2 {
+
+template <class T>
+struct Vec;
+
+template <>
+struct Vec<float> {
+  using P = __m256;
+  static constexpr int W = 8;
+  ATTN_TARGET_AVX2 static P zero() { return _mm256_setzero_ps(); }
+  ATTN_TARGET_AVX2 static P set1(float x) { return _mm256_set1_ps(x); }
+  ATTN_TARGET_AVX2 static P load(const float* p) { return _mm256_loadu_ps(p); }
+  ATTN_TARGET_AVX2 static void store(float* p, P x) { _mm256_storeu_ps(p, x); }
+  ATTN_TARGET_AVX2 static P add(P a, P b) { return _mm256_add_ps(a, b); }
+  ATTN_TARGET_AVX2 static P sub(P a, P b) { return _mm256_sub_ps(a, b); }
+  ATTN_TARGET_AVX2 static P mul(P a, P b) { return _mm256_mul_ps(a, b); }
+  ATTN_TARGET_AVX2 static P max(P a, P b) { return _mm256_max_ps(a, b); }
+  /// a·b + c, one rounding
+  ATTN_TARGET_AVX2 static P fmadd(P a, P b, P c) { return _mm256_fmadd_ps(a, b, c); }
+  ATTN_TARGET_AVX2 static float hsum(P x) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+  }
+  ATTN_TARGET_AVX2 static float hmax(P x) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+  }
+  /// e where lim < x, else 0
+  ATTN_TARGET_AVX2 static P keep_above(P e, P x, P lim) { return _mm256_and_ps(e, _mm256_cmp_ps(lim, x, _CMP_LT_OQ)); }
+  /// y · 2^n where n = bits(t) - bits(shifter) (t = x/ln2 + shifter, see exp_nonpositive)
+  ATTN_TARGET_AVX2 static P times_pow2(P y, P t, P shifter) {
+    const __m256i n = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(shifter));
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
+  }
+};
+
+template <>
+struct Vec<double> {
+  using P = __m256d;
+  static constexpr int W = 4;
+  ATTN_TARGET_AVX2 static P zero() { return _mm256_setzero_pd(); }
+  ATTN_TARGET_AVX2 static P set1(double x) { return _mm256_set1_pd(x); }
+  ATTN_TARGET_AVX2 static P load(const double* p) { return _mm256_loadu_pd(p); }
+  ATTN_TARGET_AVX2 static void store(double* p, P x) { _mm256_storeu_pd(p, x); }
+  ATTN_TARGET_AVX2 static P add(P a, P b) { return _mm256_add_pd(a, b); }
+  ATTN_TARGET_AVX2 static P fmadd(P a, P b, P c) { return _mm256_fmadd_pd(a, b, c); }
+};
+
+inline constexpr int kMR = 6;  // 6 x 2 registers of accumulators: 12 of the 16 ymm registers
+inline constexpr int kNV = 2;
+#define ATTN_KTARGET ATTN_TARGET_AVX2
+#include "attn/ops/simd/kernels.inl"
+#undef ATTN_KTARGET
+
+}  // namespace avx2
+
+namespace avx512 {
+
+template <class T>
+struct Vec;
+
+// GCC 12 warns (-Wmaybe-uninitialized, GCC bug 105593) inside its own intrinsics that pass
+// _mm512_undefined_*() as the unused source of an unmasked operation (_mm512_max_ps, _mm512_slli_epi32,
+// _mm512_extractf64x4_pd, _mm512_castps512_ps256), even from system headers; the masked forms with an
+// all-ones mask compute the same and do not trip it.
+template <>
+struct Vec<float> {
+  using P = __m512;
+  static constexpr int W = 16;
+  ATTN_TARGET_AVX512 static P zero() { return _mm512_setzero_ps(); }
+  ATTN_TARGET_AVX512 static P set1(float x) { return _mm512_set1_ps(x); }
+  ATTN_TARGET_AVX512 static P load(const float* p) { return _mm512_loadu_ps(p); }
+  ATTN_TARGET_AVX512 static void store(float* p, P x) { _mm512_storeu_ps(p, x); }
+  ATTN_TARGET_AVX512 static P add(P a, P b) { return _mm512_add_ps(a, b); }
+  ATTN_TARGET_AVX512 static P sub(P a, P b) { return _mm512_sub_ps(a, b); }
+  ATTN_TARGET_AVX512 static P mul(P a, P b) { return _mm512_mul_ps(a, b); }
+  ATTN_TARGET_AVX512 static P max(P a, P b) { return _mm512_mask_max_ps(a, 0xFFFF, a, b); }
+  ATTN_TARGET_AVX512 static P fmadd(P a, P b, P c) { return _mm512_fmadd_ps(a, b, c); }
+  ATTN_TARGET_AVX512 static float hsum(P x) {
+    return avx2::Vec<float>::hsum(_mm256_add_ps(half(x, 0), half(x, 1)));
+  }
+  ATTN_TARGET_AVX512 static float hmax(P x) {
+    return avx2::Vec<float>::hmax(_mm256_max_ps(half(x, 0), half(x, 1)));
+  }
+  /// the low (i = 0) or high (i = 1) 8 lanes
+  ATTN_TARGET_AVX512 static __m256 half(P x, int i) {
+    const __m512d d = _mm512_castps_pd(x);
+    return _mm256_castpd_ps(i == 0 ? _mm512_mask_extractf64x4_pd(_mm256_setzero_pd(), 0xFF, d, 0)
+                                   : _mm512_mask_extractf64x4_pd(_mm256_setzero_pd(), 0xFF, d, 1));
+  }
+  ATTN_TARGET_AVX512 static P keep_above(P e, P x, P lim) {
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(lim, x, _CMP_LT_OQ), e);
+  }
+  ATTN_TARGET_AVX512 static P times_pow2(P y, P t, P shifter) {
+    const __m512i n = _mm512_sub_epi32(_mm512_castps_si512(t), _mm512_castps_si512(shifter));
+    const __m512i e = _mm512_add_epi32(n, _mm512_set1_epi32(127));
+    const __m512i bits = _mm512_mask_slli_epi32(e, 0xFFFF, e, 23);
+    return _mm512_mul_ps(y, _mm512_castsi512_ps(bits));
+  }
+};
+
+template <>
+struct Vec<double> {
+  using P = __m512d;
+  static constexpr int W = 8;
+  ATTN_TARGET_AVX512 static P zero() { return _mm512_setzero_pd(); }
+  ATTN_TARGET_AVX512 static P set1(double x) { return _mm512_set1_pd(x); }
+  ATTN_TARGET_AVX512 static P load(const double* p) { return _mm512_loadu_pd(p); }
+  ATTN_TARGET_AVX512 static void store(double* p, P x) { _mm512_storeu_pd(p, x); }
+  ATTN_TARGET_AVX512 static P add(P a, P b) { return _mm512_add_pd(a, b); }
+  ATTN_TARGET_AVX512 static P fmadd(P a, P b, P c) { return _mm512_fmadd_pd(a, b, c); }
+};
+
+inline constexpr int kMR = 8;  // 8 x 2 registers of accumulators: 16 of the 32 zmm registers
+inline constexpr int kNV = 2;
+#define ATTN_KTARGET ATTN_TARGET_AVX512
+#include "attn/ops/simd/kernels.inl"
+#undef ATTN_KTARGET
+
+}  // namespace avx512
+
+}  // namespace attn::ops::x86
+
+#endif  // ATTN_SIMD_DISPATCH

@@ -1,0 +1,262 @@
+// The kernel table (ops/kernels.hpp) and the SIMD dispatch (core/simd.hpp): every matrix product of every
+// available instruction-set level against a plain-loop product in long double, over odd shapes, strides,
+// transposed operands, accumulation and empty extents; the tiled ops::gemm bit-identical for 1, 2 and 3
+// threads; the row passes of each level against the generic ones; set_simd and ATTN_SIMD; the per-thread
+// scratch frames (core/scratch.hpp).
+#include "support.hpp"
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+using namespace attn_test;
+namespace ops = attn::ops;
+
+namespace {
+
+/// A row-major [rows, cols] matrix with leading dimension cols + pad; padding cells hold a sentinel so a
+/// kernel that reads or writes them shows.
+template <class T>
+struct Mat {
+  Index rows, cols, ld;
+  std::vector<T> buf;
+  Mat(Index r, Index c, Index pad, std::uint64_t seed) : rows(r), cols(c), ld(c + pad) {
+    buf.assign(static_cast<std::size_t>(std::max<Index>(r * ld, 1)), T(777));
+    attn::Rng rng(seed);
+    for (Index i = 0; i < r; ++i)
+      for (Index j = 0; j < c; ++j) at(i, j) = static_cast<T>(rng.uniform(-1.0, 1.0));
+  }
+  T& at(Index i, Index j) { return buf[static_cast<std::size_t>(i * ld + j)]; }
+  [[nodiscard]] T at(Index i, Index j) const { return buf[static_cast<std::size_t>(i * ld + j)]; }
+};
+
+/// The largest |kernel - oracle| over C, and whether every padding cell of C kept its sentinel.
+template <class T>
+std::pair<double, bool> run_gemm(const ops::Kernels<T>& kern, Index m, Index n, Index k, bool b_trans,
+                                 bool accumulate, bool direct, std::uint64_t seed) {
+  const Mat<T> a(m, k, 3, seed);
+  const Mat<T> b = b_trans ? Mat<T>(n, k, 5, seed + 1) : Mat<T>(k, n, 5, seed + 1);
+  Mat<T> c(m, n, 2, seed + 2);
+  const Mat<T> c0 = c;
+  kern.gemm(m, n, k, a.buf.data(), a.ld, b.buf.data(), b.ld, b_trans, c.buf.data(), c.ld, accumulate, direct);
+  double worst = 0;
+  bool pad_ok = true;
+  for (Index i = 0; i < m; ++i) {
+    for (Index j = 0; j < n; ++j) {
+      long double s = accumulate ? c0.at(i, j) : 0.0L;
+      for (Index q = 0; q < k; ++q)
+        s += static_cast<long double>(a.at(i, q)) * (b_trans ? b.at(j, q) : b.at(q, j));
+      worst = std::max(worst, static_cast<double>(std::abs(static_cast<long double>(c.at(i, j)) - s)));
+    }
+    for (Index j = n; j < c.ld; ++j) pad_ok = pad_ok && c.at(i, j) == T(777);
+  }
+  return {worst, pad_ok};
+}
+
+}  // namespace
+
+TEST_CASE("simd: the levels, their names and set_simd", "[simd]") {
+  SimdGuard guard;
+  REQUIRE(attn::simd_available(attn::Simd::generic));
+  REQUIRE(attn::simd_name(attn::Simd::generic) == "generic");
+  REQUIRE(attn::simd_name(attn::Simd::avx2) == "avx2");
+  REQUIRE(attn::simd_name(attn::Simd::avx512) == "avx512");
+  for (attn::Simd s : {attn::Simd::generic, attn::Simd::avx2, attn::Simd::avx512}) {
+    INFO(attn::simd_name(s));
+    if (attn::simd_available(s)) {
+      attn::set_simd(s);
+      REQUIRE(attn::simd() == s);
+      REQUIRE(ops::kernels<float>().level == s);
+      REQUIRE(ops::kernels<double>().level == s);
+    } else {
+      REQUIRE_THROWS_AS(attn::set_simd(s), attn::ConfigError);
+      REQUIRE_THROWS_WITH(attn::set_simd(s), Catch::Contains("is not supported here"));
+    }
+  }
+  REQUIRE_THROWS_AS(attn::set_simd(static_cast<attn::Simd>(7)), attn::ConfigError);
+  WARN("SIMD levels tested on this machine: " << simd_levels_string());
+}
+
+TEST_CASE("simd: ATTN_SIMD picks the level, and an unusable value warns", "[simd]") {
+  std::vector<std::string> logged;
+  LogLines capture(logged);
+  const char* saved = std::getenv("ATTN_SIMD");
+  const std::string saved_value = saved ? saved : "";
+  ::setenv("ATTN_SIMD", "generic", 1);
+  REQUIRE(attn::detail::simd_from_environment() == attn::Simd::generic);
+  REQUIRE(logged.empty());
+  ::setenv("ATTN_SIMD", "sse9", 1);
+  REQUIRE(attn::detail::simd_from_environment() == attn::simd_supported());
+  REQUIRE(logged.size() == 1);
+  REQUIRE(logged[0] == fmt::format("WARNING ATTN_SIMD=sse9: unknown level (expected generic, avx2 or avx512); "
+                                   "using {}",
+                                   attn::simd_name(attn::simd_supported())));
+  ::unsetenv("ATTN_SIMD");
+  REQUIRE(attn::detail::simd_from_environment() == attn::simd_supported());
+  if (saved) ::setenv("ATTN_SIMD", saved_value.c_str(), 1);
+}
+
+TEMPLATE_TEST_CASE("kernels: every level's product equals a plain-loop product", "[kernels][simd]", float,
+                   double) {
+  using T = TestType;
+  const double tol = std::is_same_v<T, float> ? 2e-5 : 1e-12;
+  std::uint64_t seed = 1;
+  for (attn::Simd level : simd_levels()) {
+    const auto& kern = ops::kernels<T>(level);
+    REQUIRE(kern.level == level);
+    for (auto [m, n, k] : {std::tuple<Index, Index, Index>{1, 1, 1}, {7, 13, 5}, {9, 33, 70}, {17, 31, 129},
+                           {40, 80, 300}, {261, 257, 513}, {3, 600, 2}, {600, 3, 2}, {5, 4, 0}})
+      for (bool b_trans : {false, true})
+        for (bool accumulate : {false, true})
+          for (bool direct : {false, true}) {
+            INFO(attn::simd_name(level) << " m " << m << " n " << n << " k " << k << " b_trans " << b_trans
+                                        << " accumulate " << accumulate << " direct " << direct);
+            const auto [worst, pad_ok] = run_gemm(kern, m, n, k, b_trans, accumulate, direct, seed += 3);
+            REQUIRE(pad_ok);
+            REQUIRE(worst <= tol * std::max<Index>(1, k));
+          }
+    // Empty outputs write nothing.
+    T c = T(5);
+    const T one = T(1);
+    kern.gemm(0, 1, 1, &one, 1, &one, 1, false, &c, 1, false, false);
+    kern.gemm(1, 0, 1, &one, 1, &one, 1, false, &c, 1, false, true);
+    REQUIRE(c == T(5));
+  }
+}
+
+TEMPLATE_TEST_CASE("kernels: ops::gemm tiles bit-identically for 1, 2 and 3 threads on every level",
+                   "[kernels][simd][threads]", float, double) {
+  using T = TestType;
+  SimdGuard simd_guard;
+  const int saved_threads = attn::num_threads();
+  const Index m = 530, n = 300, k = 260;  // several 256 x 256 tiles, ragged edges
+  const Mat<T> a(m, k, 0, 5), b(k, n, 0, 6);
+  for (attn::Simd level : simd_levels()) {
+    attn::set_simd(level);
+    std::vector<std::vector<T>> outs;
+    for (int threads : {1, 2, 3}) {
+      attn::set_num_threads(threads);
+      std::vector<T> c(static_cast<std::size_t>(m * n), T(-1));
+      ops::gemm<T>(m, n, k, a.buf.data(), a.ld, b.buf.data(), b.ld, false, c.data(), n);
+      outs.push_back(std::move(c));
+    }
+    INFO(attn::simd_name(level));
+    for (std::size_t t = 1; t < outs.size(); ++t)
+      REQUIRE(std::memcmp(outs[0].data(), outs[t].data(), outs[0].size() * sizeof(T)) == 0);
+    // The packed kernels: the tiled product equals one untiled call, bit for bit.
+    if (level == attn::Simd::generic) continue;
+    std::vector<T> whole(static_cast<std::size_t>(m * n));
+    ops::kernels<T>(level).gemm(m, n, k, a.buf.data(), a.ld, b.buf.data(), b.ld, false, whole.data(), n, false,
+                                false);
+    REQUIRE(std::memcmp(outs[0].data(), whole.data(), whole.size() * sizeof(T)) == 0);
+    // ... and so does reading the operands in place.
+    std::vector<T> in_place(whole.size());
+    ops::kernels<T>(level).gemm(m, n, k, a.buf.data(), a.ld, b.buf.data(), b.ld, false, in_place.data(), n, false,
+                                true);
+    REQUIRE(std::memcmp(in_place.data(), whole.data(), whole.size() * sizeof(T)) == 0);
+  }
+  attn::set_num_threads(saved_threads);
+}
+
+TEST_CASE("kernels: every level's row passes agree with the generic ones", "[kernels][simd]") {
+  using T = float;
+  const auto& ref = ops::kernels<T>(attn::Simd::generic);
+  constexpr T ninf = -std::numeric_limits<T>::infinity();
+  for (attn::Simd level : simd_levels()) {
+    const auto& kern = ops::kernels<T>(level);
+    attn::Rng rng(9);
+    for (Index n : {1, 7, 8, 15, 16, 17, 33, 256, 259}) {
+      INFO(attn::simd_name(level) << " n " << n);
+      std::vector<T> z(static_cast<std::size_t>(n)), bias(z.size());
+      std::vector<char> keep_c(z.size());
+      for (std::size_t i = 0; i < z.size(); ++i) {
+        z[i] = static_cast<T>(rng.uniform(-30.0, 30.0));
+        bias[i] = static_cast<T>(rng.uniform(-2.0, 2.0));
+        keep_c[i] = rng.uniform(0.0, 1.0) < 0.7;
+      }
+      std::unique_ptr<bool[]> keep(new bool[z.size()]);
+      for (std::size_t i = 0; i < z.size(); ++i) keep[i] = keep_c[i] != 0;
+      keep[0] = true;
+      for (Index ce : {Index(0), n / 2, n}) {
+        for (int variant = 0; variant < 3; ++variant) {
+          const T* bp = variant == 1 ? bias.data() : nullptr;
+          const bool* kp = variant == 2 ? keep.get() : nullptr;
+          auto z1 = z, z2 = z;
+          const T m1 = ref.prepare(z1.data(), n, ce, T(0.125), bp, kp);
+          const T m2 = kern.prepare(z2.data(), n, ce, T(0.125), bp, kp);
+          REQUIRE(m2 == Approx(m1).epsilon(1e-6).margin(1e-6));
+          for (std::size_t i = 0; i < z.size(); ++i) {
+            REQUIRE((z1[i] == ninf) == (z2[i] == ninf));
+            if (z1[i] != ninf) REQUIRE(z2[i] == Approx(z1[i]).epsilon(1e-6).margin(1e-6));
+          }
+          REQUIRE(kern.row_max(z2.data(), n) == m2);
+          if (m1 == ninf) continue;
+          const T s1 = ref.exp_sum(z1.data(), n, m1);
+          const T s2 = kern.exp_sum(z2.data(), n, m2);
+          REQUIRE(s2 == Approx(s1).epsilon(1e-5));
+          for (std::size_t i = 0; i < z.size(); ++i) {
+            REQUIRE(z2[i] == Approx(z1[i]).epsilon(1e-5).margin(1e-30));
+            REQUIRE(z2[i] >= T(0));
+            REQUIRE(z2[i] <= T(1));
+          }
+        }
+      }
+    }
+    // exp of the polynomial against std::exp over the whole non-positive range, -inf included.
+    std::vector<T> x;
+    for (double v = -100.0; v <= 0.0; v += 0.37) x.push_back(static_cast<T>(v));
+    x.push_back(ninf);
+    x.push_back(T(0));
+    auto e = x;
+    const T sum = kern.exp_sum(e.data(), static_cast<Index>(e.size()), T(0));
+    double expect_sum = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const double want = x[i] == ninf ? 0.0 : std::exp(static_cast<double>(x[i]));
+      expect_sum += want;
+      INFO(attn::simd_name(level) << " x " << x[i]);
+      REQUIRE(e[i] == Approx(want).epsilon(3e-7).margin(2e-38));
+    }
+    REQUIRE(sum == Approx(expect_sum).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("scratch: frames nest, reuse their buffers, and free the big ones", "[scratch]") {
+  attn::release_scratch();
+  float* outer_first = nullptr;
+  {
+    attn::ScratchFrame outer;
+    outer_first = outer.get<float>(1000);
+    float* outer_second = outer.get<float>(10);
+    REQUIRE(outer_first != outer_second);
+    REQUIRE(reinterpret_cast<std::uintptr_t>(outer_first) % 64 == 0);
+    for (int i = 0; i < 1000; ++i) outer_first[i] = float(i);  // writable, and not touched by inner frames
+    {
+      attn::ScratchFrame inner;
+      double* a = inner.get<double>(500);
+      REQUIRE(static_cast<void*>(a) != static_cast<void*>(outer_first));
+      REQUIRE(static_cast<void*>(a) != static_cast<void*>(outer_second));
+      for (int i = 0; i < 500; ++i) a[i] = -1.0;
+    }
+    for (int i = 0; i < 1000; ++i) REQUIRE(outer_first[i] == float(i));
+    {
+      attn::ScratchFrame inner;  // takes the slot the last inner frame released
+      REQUIRE(inner.get<float>(0) != nullptr);
+    }
+  }
+  {
+    attn::ScratchFrame again;  // the same first slot, big enough already: the same memory
+    REQUIRE(again.get<float>(800) == outer_first);
+  }
+  {
+    attn::ScratchFrame big;
+    char* p = big.get<char>(static_cast<Index>(attn::scratch_keep_bytes) + 1);
+    p[0] = 1;
+    p[attn::scratch_keep_bytes] = 2;
+  }
+  REQUIRE(attn::detail::scratch_arena().top == 0);
+  REQUIRE(attn::detail::scratch_arena().buffers[0].bytes() == 0);  // the big one was not kept
+  attn::release_scratch();
+  for (const auto& b : attn::detail::scratch_arena().buffers) REQUIRE(b.bytes() == 0);
+}
