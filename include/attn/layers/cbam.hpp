@@ -42,6 +42,7 @@
 #include "attn/core/param.hpp"
 #include "attn/core/tensor.hpp"
 #include "attn/core/weights.hpp"
+#include "attn/layers/detail/layer_base.hpp"
 #include "attn/ops/gates.hpp"
 
 namespace attn {
@@ -101,31 +102,21 @@ struct CBAMConfig {
 static_assert(config_table_is_sound<CBAMConfig>());
 
 template <class T = float>
-class CBAM {
+class CBAM : public LayerBase<CBAM<T>, CBAMConfig, T> {
+  using Base = LayerBase<CBAM, CBAMConfig, T>;
+  friend Base;
+
 public:
   using Config = CBAMConfig;
   using Scalar = T;
   static constexpr std::array<int, 1> input_ranks{4};
 
   explicit CBAM(const Config& config, std::uint64_t seed = 0)
-      : config_(config),
+      : Base(config),
         channel_gate_{"channel_attention/", config.channels, config.hidden(), config.channel_use_bias},
         spatial_gate_{"spatial_attention/", config.kernel_size[0], config.kernel_size[1],
                       config.spatial_use_bias} {
-    validate(config_);
-    reset_parameters(seed);
-  }
-
-  [[nodiscard]] const Config& config() const noexcept { return config_; }
-  [[nodiscard]] const WeightSet<T>& parameters() const noexcept { return weights_; }
-  [[nodiscard]] WeightSet<T>& parameters() noexcept { return weights_; }
-
-  /// Re-draws every weight from `seed` with the configured initializers (biases: zeros).
-  void reset_parameters(std::uint64_t seed) {
-    WeightSet<T> w;
-    channel_gate_.add_weights(w, config_.channel_kernel_initializer, seed);
-    spatial_gate_.add_weights(w, config_.spatial_kernel_initializer, seed);
-    weights_ = std::move(w);
+    this->reset_parameters(seed);
   }
 
   /// The input's shape `[B, H, W, C]`.
@@ -158,15 +149,22 @@ public:
   }
 
 private:
+  using Base::config_, Base::weights_;
+
+  /// Both gates' weights, in the reference's order, drawn from `seed` with the configured
+  /// initializers (biases: zeros).
+  void add_weights(WeightSet<T>& w, std::uint64_t seed) const {
+    channel_gate_.add_weights(w, config_.channel_kernel_initializer, seed);
+    spatial_gate_.add_weights(w, config_.spatial_kernel_initializer, seed);
+  }
+
   void check_input(const Shape& x) const {
     ops::check_image_input(Config::type_name, x, config_.channels, /*need_space=*/true,
                            /*need_channels=*/true);
   }
 
-  Config config_;
   ops::ChannelGate channel_gate_;
   ops::SpatialGate spatial_gate_;
-  WeightSet<T> weights_;
 };
 
 }  // namespace attn

@@ -34,6 +34,7 @@
 #include "attn/core/param.hpp"
 #include "attn/core/tensor.hpp"
 #include "attn/core/weights.hpp"
+#include "attn/layers/detail/layer_base.hpp"
 #include "attn/ops/gates.hpp"
 
 namespace attn {
@@ -77,27 +78,18 @@ struct ChannelAttentionConfig {
 static_assert(config_table_is_sound<ChannelAttentionConfig>());
 
 template <class T = float>
-class ChannelAttention {
+class ChannelAttention : public LayerBase<ChannelAttention<T>, ChannelAttentionConfig, T> {
+  using Base = LayerBase<ChannelAttention, ChannelAttentionConfig, T>;
+  friend Base;
+
 public:
   using Config = ChannelAttentionConfig;
   using Scalar = T;
   static constexpr std::array<int, 1> input_ranks{4};
 
   explicit ChannelAttention(const Config& config, std::uint64_t seed = 0)
-      : config_(config), gate_{"", config.channels, config.hidden(), config.use_bias} {
-    validate(config_);
-    reset_parameters(seed);
-  }
-
-  [[nodiscard]] const Config& config() const noexcept { return config_; }
-  [[nodiscard]] const WeightSet<T>& parameters() const noexcept { return weights_; }
-  [[nodiscard]] WeightSet<T>& parameters() noexcept { return weights_; }
-
-  /// Re-draws every weight from `seed` with the configured initializer (biases: zeros).
-  void reset_parameters(std::uint64_t seed) {
-    WeightSet<T> w;
-    gate_.add_weights(w, config_.kernel_initializer, seed);
-    weights_ = std::move(w);
+      : Base(config), gate_{"", config.channels, config.hidden(), config.use_bias} {
+    this->reset_parameters(seed);
   }
 
   /// `[B, 1, 1, C]` for an input `[B, H, W, C]`.
@@ -120,14 +112,19 @@ public:
   }
 
 private:
+  using Base::config_, Base::weights_;
+
+  /// The gate's weights, drawn from `seed` with the configured initializer (biases: zeros).
+  void add_weights(WeightSet<T>& w, std::uint64_t seed) const {
+    gate_.add_weights(w, config_.kernel_initializer, seed);
+  }
+
   void check_input(const Shape& x) const {
     ops::check_image_input(Config::type_name, x, config_.channels, /*need_space=*/true,
                            /*need_channels=*/true);
   }
 
-  Config config_;
   ops::ChannelGate gate_;
-  WeightSet<T> weights_;
 };
 
 }  // namespace attn

@@ -29,6 +29,7 @@
 #include "attn/core/param.hpp"
 #include "attn/core/tensor.hpp"
 #include "attn/core/weights.hpp"
+#include "attn/layers/detail/layer_base.hpp"
 #include "attn/ops/masks.hpp"
 #include "attn/ops/projected.hpp"
 
@@ -83,21 +84,17 @@ struct CrossAttentionConfig {
 static_assert(config_table_is_sound<CrossAttentionConfig>());
 
 template <class T = float>
-class CrossAttention {
+class CrossAttention : public LayerBase<CrossAttention<T>, CrossAttentionConfig, T> {
+  using Base = LayerBase<CrossAttention, CrossAttentionConfig, T>;
+  friend Base;
+
 public:
   using Config = CrossAttentionConfig;
   using Scalar = T;
   static constexpr std::array<int, 2> input_ranks{3, 3};
 
-  explicit CrossAttention(const Config& config, std::uint64_t seed = 0) : config_(config) {
-    validate(config_);
-    reset_parameters(seed);
-  }
-  [[nodiscard]] const Config& config() const noexcept { return config_; }
-  [[nodiscard]] const WeightSet<T>& parameters() const noexcept { return weights_; }
-  [[nodiscard]] WeightSet<T>& parameters() noexcept { return weights_; }
-  void reset_parameters(std::uint64_t seed) {
-    weights_ = ops::projected_weights<T>(spec(), config_.kernel_initializer, config_.bias_initializer, seed);
+  explicit CrossAttention(const Config& config, std::uint64_t seed = 0) : Base(config) {
+    this->reset_parameters(seed);
   }
 
   [[nodiscard]] Shape output_shape(const Shape& x, const Shape& context) const {
@@ -121,6 +118,11 @@ public:
   }
 
 private:
+  using Base::config_, Base::weights_;
+
+  void add_weights(WeightSet<T>& w, std::uint64_t seed) const {
+    w = ops::projected_weights<T>(spec(), config_.kernel_initializer, config_.bias_initializer, seed);
+  }
   [[nodiscard]] ops::ProjectedSpec spec() const {
     const Index e = config_.embed_dim;
     return {e,
@@ -141,9 +143,6 @@ private:
     check_inputs(shape_of(x), shape_of(c));
     return ops::projected_attention(weights_, spec(), x, c, mask, want, Config::type_name);
   }
-
-  Config config_;
-  WeightSet<T> weights_;
 };
 
 }  // namespace attn

@@ -51,12 +51,14 @@
 
 #include <fmt/format.h>
 
+#include "attn/core/scratch.hpp"
 #include "attn/core/error.hpp"
 #include "attn/core/init.hpp"
 #include "attn/core/log.hpp"
 #include "attn/core/param.hpp"
 #include "attn/core/tensor.hpp"
 #include "attn/core/weights.hpp"
+#include "attn/layers/detail/layer_base.hpp"
 #include "attn/ops/projected.hpp"  // AttentionResult
 #include "attn/ops/linear.hpp"
 #include "attn/ops/masks.hpp"
@@ -133,49 +135,21 @@ struct GroupedQueryAttentionConfig {
 static_assert(config_table_is_sound<GroupedQueryAttentionConfig>());
 
 template <class T = float>
-class GroupedQueryAttention {
+class GroupedQueryAttention : public LayerBase<GroupedQueryAttention<T>, GroupedQueryAttentionConfig, T> {
+  using Base = LayerBase<GroupedQueryAttention, GroupedQueryAttentionConfig, T>;
+  friend Base;
+
 public:
   using Config = GroupedQueryAttentionConfig;
   using Scalar = T;
   static constexpr std::array<int, 1> input_ranks{3};
 
-  explicit GroupedQueryAttention(const Config& config, std::uint64_t seed = 0) : config_(config) {
-    validate(config_);
+  explicit GroupedQueryAttention(const Config& config, std::uint64_t seed = 0) : Base(config) {
     ops::rope_log_construction(config_.head_dim(), config_.rope_percentage);
     log(LogLevel::info, "GroupedQueryAttention initialized: d_model={}, n_head={}, n_kv_head={}, groups={}",
         config_.d_model, config_.n_head, config_.n_kv_head, config_.groups());
-    reset_parameters(seed);
+    this->reset_parameters(seed);
     ops::rope_log_tables(config_.rotary_dim());
-  }
-
-  [[nodiscard]] const Config& config() const noexcept { return config_; }
-  [[nodiscard]] const WeightSet<T>& parameters() const noexcept { return weights_; }
-  [[nodiscard]] WeightSet<T>& parameters() noexcept { return weights_; }
-
-  /// Re-draws every trainable weight from `seed` with the configured initializers and rebuilds the
-  /// RoPE tables.
-  void reset_parameters(std::uint64_t seed) {
-    const Index D = config_.d_model, d = config_.head_dim();
-    const Index q_width = config_.n_head * d, kv_width = config_.n_kv_head * d;
-    const bool bias = config_.use_bias;
-    WeightSet<T> w;
-    Slots s;
-    auto dense = [&](std::string_view name, Index out, std::size_t& kernel, std::size_t& b) {
-      kernel = w.add(fmt::format("{}/kernel", name), {D, out}, config_.kernel_initializer, seed);
-      if (bias) b = w.add(fmt::format("{}/bias", name), {out}, config_.bias_initializer, seed);
-    };
-    dense("w_q", q_width, s.wq, s.bq);
-    dense("w_k", kv_width, s.wk, s.bk);
-    dense("w_v", kv_width, s.wv, s.bv);
-    dense("w_o", D, s.wo, s.bo);
-    const Index r = config_.rotary_dim();
-    const Index cols = ops::rope_table_columns(r);
-    s.cos = w.add("rope/cos_cached", {config_.max_seq_len, cols}, "zeros", seed, false);
-    s.sin = w.add("rope/sin_cached", {config_.max_seq_len, cols}, "zeros", seed, false);
-    ops::rope_fill_tables(r, config_.rope_theta, config_.max_seq_len, w[s.cos].data.data(),
-                          w[s.sin].data.data());
-    weights_ = std::move(w);
-    slots_ = s;
   }
 
   [[nodiscard]] Shape output_shape(const Shape& x) const {
@@ -199,11 +173,37 @@ public:
   }
 
 private:
+  using Base::config_, Base::weights_;
+
   static constexpr std::size_t none = static_cast<std::size_t>(-1);
   struct Slots {
     std::size_t wq = none, bq = none, wk = none, bk = none, wv = none, bv = none, wo = none, bo = none,
                 cos = none, sin = none;
   };
+
+  /// Every trainable weight drawn from `seed` with the configured initializers, then the RoPE tables
+  /// rebuilt; records their slots (non-const for that, and only once nothing can throw).
+  void add_weights(WeightSet<T>& w, std::uint64_t seed) {
+    const Index D = config_.d_model, d = config_.head_dim();
+    const Index q_width = config_.n_head * d, kv_width = config_.n_kv_head * d;
+    const bool bias = config_.use_bias;
+    Slots s;
+    auto dense = [&](std::string_view name, Index out, std::size_t& kernel, std::size_t& b) {
+      kernel = w.add(fmt::format("{}/kernel", name), {D, out}, config_.kernel_initializer, seed);
+      if (bias) b = w.add(fmt::format("{}/bias", name), {out}, config_.bias_initializer, seed);
+    };
+    dense("w_q", q_width, s.wq, s.bq);
+    dense("w_k", kv_width, s.wk, s.bk);
+    dense("w_v", kv_width, s.wv, s.bv);
+    dense("w_o", D, s.wo, s.bo);
+    const Index r = config_.rotary_dim();
+    const Index cols = ops::rope_table_columns(r);
+    s.cos = w.add("rope/cos_cached", {config_.max_seq_len, cols}, "zeros", seed, false);
+    s.sin = w.add("rope/sin_cached", {config_.max_seq_len, cols}, "zeros", seed, false);
+    ops::rope_fill_tables(r, config_.rope_theta, config_.max_seq_len, w[s.cos].data.data(),
+                          w[s.sin].data.data());
+    slots_ = s;
+  }
 
   void check_input(const Shape& x) const {
     check_shape(Config::type_name, "input", x, {-1, -1, config_.d_model}, "([batch, seq, d_model])");
@@ -253,33 +253,34 @@ private:
     bind_mask(m, mask, B, H, L, L, Config::type_name);
     m.causal = config_.causal;
 
-    Tensor<T, 3> q(B, L, qw), k(B, L, kvw), v(B, L, kvw);
-    ops::dense(x.data(), B * L, weights_[slots_.wq], bias(slots_.bq), q.data());
-    ops::dense(x.data(), B * L, weights_[slots_.wk], bias(slots_.bk), k.data());
-    ops::dense(x.data(), B * L, weights_[slots_.wv], bias(slots_.bv), v.data());
+    ScratchFrame scratch;  // q, k, v and the context: reused across calls (core/scratch.hpp)
+    T* q = scratch.get<T>(B * L * qw);
+    T* k = scratch.get<T>(B * L * kvw);
+    T* v = scratch.get<T>(B * L * kvw);
+    T* ctx = scratch.get<T>(B * L * D);
+    ops::dense(x.data(), B * L, weights_[slots_.wq], bias(slots_.bq), q);
+    ops::dense(x.data(), B * L, weights_[slots_.wk], bias(slots_.bk), k);
+    ops::dense(x.data(), B * L, weights_[slots_.wv], bias(slots_.bv), v);
 
     const Weight<T>& cos = weights_[slots_.cos];
     const ops::RopeTablesView<T> tables{cos.data.data(), weights_[slots_.sin].data.data(), cos.shape[0],
                                         cos.shape[1], config_.rotary_dim()};
-    ops::apply_rope(ops::heads_out<T>(q.data(), B, L, H, d, qw), tables);
-    ops::apply_rope(ops::heads_out<T>(k.data(), B, L, Hkv, d, kvw), tables);
+    ops::apply_rope(ops::heads_out<T>(q, B, L, H, d, qw), tables);
+    ops::apply_rope(ops::heads_out<T>(k, B, L, Hkv, d, kvw), tables);
 
-    Tensor<T, 3> ctx(B, L, D);
     if (weights) *weights = Tensor<T, 4>(B, H, L, L);
-    ops::attention(ops::heads_of<T>(q.data(), B, L, H, d, qw),  // query heads
-                   ops::heads_of<T>(k.data(), B, L, Hkv, d, kvw),  // kv heads: the core maps h -> h / g
-                   ops::heads_of<T>(v.data(), B, L, Hkv, d, kvw),
-                   ops::heads_out<T>(ctx.data(), B, L, H, d, D),
+    ops::attention(ops::heads_of<T>(q, B, L, H, d, qw),    // query heads
+                   ops::heads_of<T>(k, B, L, Hkv, d, kvw),  // kv heads: the core maps h -> h / g
+                   ops::heads_of<T>(v, B, L, Hkv, d, kvw),
+                   ops::heads_out<T>(ctx, B, L, H, d, D),
                    static_cast<T>(1.0 / std::sqrt(static_cast<double>(d))), m,
                    weights ? weights->data() : nullptr);
     AttentionResult<T> r;
     r.output = Tensor<T, 3>(B, L, D);
-    ops::dense(ctx.data(), B * L, weights_[slots_.wo], bias(slots_.bo), r.output.data());
+    ops::dense(ctx, B * L, weights_[slots_.wo], bias(slots_.bo), r.output.data());
     return r;
   }
 
-  Config config_;
-  WeightSet<T> weights_;
   Slots slots_;
 };
 

@@ -29,10 +29,12 @@
 #include <string_view>
 #include <vector>
 
+#include "attn/core/scratch.hpp"
 #include "attn/core/init.hpp"
 #include "attn/core/param.hpp"
 #include "attn/core/tensor.hpp"
 #include "attn/core/weights.hpp"
+#include "attn/layers/detail/layer_base.hpp"
 #include "attn/ops/linear.hpp"
 #include "attn/ops/masks.hpp"
 #include "attn/ops/projected.hpp"
@@ -87,30 +89,17 @@ struct MultiHeadAttentionConfig {
 static_assert(config_table_is_sound<MultiHeadAttentionConfig>());
 
 template <class T = float>
-class MultiHeadAttention {
+class MultiHeadAttention : public LayerBase<MultiHeadAttention<T>, MultiHeadAttentionConfig, T> {
+  using Base = LayerBase<MultiHeadAttention, MultiHeadAttentionConfig, T>;
+  friend Base;
+
 public:
   using Config = MultiHeadAttentionConfig;
   using Scalar = T;
   static constexpr std::array<int, 1> input_ranks{3};
 
-  explicit MultiHeadAttention(const Config& config, std::uint64_t seed = 0) : config_(config) {
-    validate(config_);
-    reset_parameters(seed);
-  }
-
-  [[nodiscard]] const Config& config() const noexcept { return config_; }
-  [[nodiscard]] const WeightSet<T>& parameters() const noexcept { return weights_; }
-  [[nodiscard]] WeightSet<T>& parameters() noexcept { return weights_; }
-
-  /// Re-draws every weight from `seed` with the configured initializers.
-  void reset_parameters(std::uint64_t seed) {
-    const Index e = config_.embed_dim;
-    WeightSet<T> w;
-    w.add("qkv/kernel", {config_.in_dim(), 3 * e}, config_.kernel_initializer, seed);
-    if (config_.use_bias) w.add("qkv/bias", {3 * e}, "zeros", seed);
-    w.add("proj/kernel", {e, e}, config_.kernel_initializer, seed);
-    if (config_.use_bias) w.add("proj/bias", {e}, "zeros", seed);
-    weights_ = std::move(w);
+  explicit MultiHeadAttention(const Config& config, std::uint64_t seed = 0) : Base(config) {
+    this->reset_parameters(seed);
   }
 
   [[nodiscard]] Shape output_shape(const Shape& x) const {
@@ -134,6 +123,17 @@ public:
   }
 
 private:
+  using Base::config_, Base::weights_;
+
+  /// The weights, drawn from `seed` with the configured initializer (biases: zeros).
+  void add_weights(WeightSet<T>& w, std::uint64_t seed) const {
+    const Index e = config_.embed_dim;
+    w.add("qkv/kernel", {config_.in_dim(), 3 * e}, config_.kernel_initializer, seed);
+    if (config_.use_bias) w.add("qkv/bias", {3 * e}, "zeros", seed);
+    w.add("proj/kernel", {e, e}, config_.kernel_initializer, seed);
+    if (config_.use_bias) w.add("proj/bias", {e}, "zeros", seed);
+  }
+
   void check_input(const Shape& x) const {
     check_shape(Config::type_name, "input", x, {-1, -1, config_.in_dim()},
                 "([batch, seq, input_dim])");
@@ -150,27 +150,23 @@ private:
       if (weights) *weights = Tensor<T, 4>(B, H, L, L);
       return empty;
     }
-    Tensor<T, 3> qkv(B, L, 3 * E);
-    ops::dense(x.data(), B * L, weights_[0], bias ? &weights_[1] : nullptr, qkv.data());
+    ScratchFrame scratch;  // qkv and the context: reused across calls (core/scratch.hpp)
+    T* qkv = scratch.get<T>(B * L * 3 * E);
+    T* ctx = scratch.get<T>(B * L * E);
+    ops::dense(x.data(), B * L, weights_[0], bias ? &weights_[1] : nullptr, qkv);
     ops::AttentionMask<T> m;
     m.causal = config_.causal;
     bind_mask(m, mask, B, H, L, L, Config::type_name);
-    Tensor<T, 3> ctx(B, L, E);
     if (weights) *weights = Tensor<T, 4>(B, H, L, L);
-    ops::attention(ops::heads_of<T>(qkv.data(), B, L, H, d, 3 * E),
-                   ops::heads_of<T>(qkv.data() + E, B, L, H, d, 3 * E),
-                   ops::heads_of<T>(qkv.data() + 2 * E, B, L, H, d, 3 * E),
-                   ops::heads_out<T>(ctx.data(), B, L, H, d, E), static_cast<T>(1.0 / std::sqrt(double(d))),
-                   m, weights ? weights->data() : nullptr);
+    ops::attention(ops::heads_of<T>(qkv, B, L, H, d, 3 * E), ops::heads_of<T>(qkv + E, B, L, H, d, 3 * E),
+                   ops::heads_of<T>(qkv + 2 * E, B, L, H, d, 3 * E), ops::heads_out<T>(ctx, B, L, H, d, E),
+                   static_cast<T>(1.0 / std::sqrt(double(d))), m, weights ? weights->data() : nullptr);
     AttentionResult<T> r;
     r.output = Tensor<T, 3>(B, L, E);
     const std::size_t pk = bias ? 2 : 1;
-    ops::dense(ctx.data(), B * L, weights_[pk], bias ? &weights_[3] : nullptr, r.output.data());
+    ops::dense(ctx, B * L, weights_[pk], bias ? &weights_[3] : nullptr, r.output.data());
     return r;
   }
-
-  Config config_;
-  WeightSet<T> weights_;
 };
 
 }  // namespace attn

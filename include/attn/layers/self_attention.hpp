@@ -28,6 +28,7 @@
 #include "attn/core/param.hpp"
 #include "attn/core/tensor.hpp"
 #include "attn/core/weights.hpp"
+#include "attn/layers/detail/layer_base.hpp"
 #include "attn/ops/masks.hpp"
 #include "attn/ops/projected.hpp"
 
@@ -78,21 +79,17 @@ struct SelfAttentionConfig {
 static_assert(config_table_is_sound<SelfAttentionConfig>());
 
 template <class T = float>
-class SelfAttention {
+class SelfAttention : public LayerBase<SelfAttention<T>, SelfAttentionConfig, T> {
+  using Base = LayerBase<SelfAttention, SelfAttentionConfig, T>;
+  friend Base;
+
 public:
   using Config = SelfAttentionConfig;
   using Scalar = T;
   static constexpr std::array<int, 1> input_ranks{3};
 
-  explicit SelfAttention(const Config& config, std::uint64_t seed = 0) : config_(config) {
-    validate(config_);
-    reset_parameters(seed);
-  }
-  [[nodiscard]] const Config& config() const noexcept { return config_; }
-  [[nodiscard]] const WeightSet<T>& parameters() const noexcept { return weights_; }
-  [[nodiscard]] WeightSet<T>& parameters() noexcept { return weights_; }
-  void reset_parameters(std::uint64_t seed) {
-    weights_ = ops::projected_weights<T>(spec(), config_.kernel_initializer, config_.bias_initializer, seed);
+  explicit SelfAttention(const Config& config, std::uint64_t seed = 0) : Base(config) {
+    this->reset_parameters(seed);
   }
 
   [[nodiscard]] Shape output_shape(const Shape& x) const {
@@ -113,6 +110,11 @@ public:
   }
 
 private:
+  using Base::config_, Base::weights_;
+
+  void add_weights(WeightSet<T>& w, std::uint64_t seed) const {
+    w = ops::projected_weights<T>(spec(), config_.kernel_initializer, config_.bias_initializer, seed);
+  }
   [[nodiscard]] ops::ProjectedSpec spec() const {
     const Index e = config_.embed_dim;
     return {e, e, e, config_.num_heads, config_.use_bias, config_.output_projection,
@@ -125,9 +127,6 @@ private:
     check_input(shape_of(x));
     return ops::projected_attention(weights_, spec(), x, x, mask, want, Config::type_name);
   }
-
-  Config config_;
-  WeightSet<T> weights_;
 };
 
 }  // namespace attn

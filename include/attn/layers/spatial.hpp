@@ -31,6 +31,7 @@
 #include "attn/core/param.hpp"
 #include "attn/core/tensor.hpp"
 #include "attn/core/weights.hpp"
+#include "attn/layers/detail/layer_base.hpp"
 #include "attn/ops/gates.hpp"
 
 namespace attn {
@@ -67,27 +68,18 @@ struct SpatialAttentionConfig {
 static_assert(config_table_is_sound<SpatialAttentionConfig>());
 
 template <class T = float>
-class SpatialAttention {
+class SpatialAttention : public LayerBase<SpatialAttention<T>, SpatialAttentionConfig, T> {
+  using Base = LayerBase<SpatialAttention, SpatialAttentionConfig, T>;
+  friend Base;
+
 public:
   using Config = SpatialAttentionConfig;
   using Scalar = T;
   static constexpr std::array<int, 1> input_ranks{4};
 
   explicit SpatialAttention(const Config& config, std::uint64_t seed = 0)
-      : config_(config), gate_{"", config.kernel_size[0], config.kernel_size[1], config.use_bias} {
-    validate(config_);
-    reset_parameters(seed);
-  }
-
-  [[nodiscard]] const Config& config() const noexcept { return config_; }
-  [[nodiscard]] const WeightSet<T>& parameters() const noexcept { return weights_; }
-  [[nodiscard]] WeightSet<T>& parameters() noexcept { return weights_; }
-
-  /// Re-draws every weight from `seed` with the configured initializer (bias: zero).
-  void reset_parameters(std::uint64_t seed) {
-    WeightSet<T> w;
-    gate_.add_weights(w, config_.kernel_initializer, seed);
-    weights_ = std::move(w);
+      : Base(config), gate_{"", config.kernel_size[0], config.kernel_size[1], config.use_bias} {
+    this->reset_parameters(seed);
   }
 
   /// `[B, H, W, 1]` for an input `[B, H, W, C]`.
@@ -110,14 +102,19 @@ public:
   }
 
 private:
+  using Base::config_, Base::weights_;
+
+  /// The gate's weights, drawn from `seed` with the configured initializer (bias: zero).
+  void add_weights(WeightSet<T>& w, std::uint64_t seed) const {
+    gate_.add_weights(w, config_.kernel_initializer, seed);
+  }
+
   void check_input(const Shape& x) const {
     ops::check_image_input(Config::type_name, x, /*channels=*/-1, /*need_space=*/false,
                            /*need_channels=*/true);
   }
 
-  Config config_;
   ops::SpatialGate gate_;
-  WeightSet<T> weights_;
 };
 
 }  // namespace attn
