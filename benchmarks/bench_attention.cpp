@@ -1,7 +1,8 @@
-// Multi-head self-attention forward, fp32, E = 512, H = 8, d = 64: attn (the MultiHeadAttention layer on
-// the attention core), a plain Eigen implementation (the floor) and an fp32 GEMM of the same work (the
-// ceiling), over B in {1, 8}, L in {128, 512, 2048, 4096}, causal or not, 1 and 2 threads; also the
-// layer with its projections split over the threads, and the attention core alone.
+// Multi-head self-attention forward, fp32, E = 512, H = 8, d = 64: attn (the MultiHeadAttention layer,
+// its `causal` option for the causal rows), a plain Eigen implementation (the floor) and fp32 GEMMs of
+// the same work (the ceiling: attn's own tiled GEMM, and Eigen's), over B in {1, 8}, L in {128, 512,
+// 2048, 4096}, causal or not, 1 and 2 threads; also the attention core alone. The SIMD level is attn's
+// default (the best the CPU has) unless ATTN_SIMD says otherwise.
 //
 //   attn_bench_attention [google-benchmark flags]        the benchmarks
 //   attn_bench_attention --peak attn|eigen B L causal [threads]
@@ -11,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <limits>
+#include <string>
 
 #include <attn/attn.hpp>
 
@@ -25,7 +27,9 @@ using attn_bench::kHeads;
 using Layer = attn::MultiHeadAttention<float>;
 using Mat = attn::Matrix<float>;
 
-Layer make_layer() { return Layer({.embed_dim = int(kEmbed), .num_heads = int(kHeads)}, 1); }
+Layer make_layer(bool causal = false) {
+  return Layer({.embed_dim = int(kEmbed), .num_heads = int(kHeads), .causal = causal}, 1);
+}
 
 attn::Tensor<float, 3> make_input(Index batch, Index len) {
   attn::Tensor<float, 3> x(batch, len, kEmbed);
@@ -34,40 +38,8 @@ attn::Tensor<float, 3> make_input(Index batch, Index len) {
   return x;
 }
 
-/// y[rows, out] = x[rows, in]·W; when `threaded`, chunks of 256 rows (fixed, so the result does not
-/// depend on the thread count) are spread over attn's threads. This is the change proposed for
-/// ops::dense; the layer's projections run on the calling thread today.
-void project(const float* x, Index rows, const attn::Weight<float>& w, float* y, bool threaded) {
-  if (!threaded) return attn::ops::dense<float>(x, rows, w, nullptr, y);
-  const Index in = w.shape.at(0), out = w.shape.at(1), chunk = 256;
-  attn::parallel_for((rows + chunk - 1) / chunk, [&](std::int64_t t) {
-    const Index r0 = t * chunk, n = std::min(chunk, rows - r0);
-    attn::MatrixMap<float>(y + r0 * out, n, out).noalias() = attn::ConstMatrixMap<float>(x + r0 * in, n, in) * w.matrix();
-  });
-}
-
-/// The layer's forward with the core's causal flag: the same steps as MultiHeadAttention (fused QKV
-/// projection, the core on strided head views, output projection). The layer takes causal masks as a
-/// boolean [L, L] tensor, which the core reads per element; the flag lets it skip blocks.
-attn::Tensor<float, 3> forward_core(const Layer& layer, const attn::Tensor<float, 3>& x, bool causal,
-                                    bool threaded_projections) {
-  const Index B = x.dimension(0), L = x.dimension(1), E = kEmbed, H = kHeads, d = kHeadDim;
-  const auto& w = layer.parameters();
-  attn::Tensor<float, 3> qkv(B, L, 3 * E), ctx(B, L, E), y(B, L, E);
-  project(x.data(), B * L, w[0], qkv.data(), threaded_projections);
-  attn::ops::AttentionMask<float> mask;
-  mask.causal = causal;
-  attn::ops::attention_core(attn::ops::heads_of<float>(qkv.data(), B, L, H, d, 3 * E),
-                            attn::ops::heads_of<float>(qkv.data() + E, B, L, H, d, 3 * E),
-                            attn::ops::heads_of<float>(qkv.data() + 2 * E, B, L, H, d, 3 * E),
-                            attn::ops::heads_out<float>(ctx.data(), B, L, H, d, E),
-                            1.0f / std::sqrt(static_cast<float>(d)), mask);
-  project(ctx.data(), B * L, w[1], y.data(), threaded_projections);
-  return y;
-}
-
 /// Plain Eigen: projections, the full L x L score matrix per (batch, head), row softmax, P·V, output
-/// projection. Heads are spread over attn's threads (projections on the calling thread, as the layer).
+/// projection. Heads are spread over attn's threads (the projections are single Eigen products).
 attn::Tensor<float, 3> forward_plain_eigen(const Layer& layer, const attn::Tensor<float, 3>& x, bool causal) {
   const Index B = x.dimension(0), L = x.dimension(1), E = kEmbed, H = kHeads, d = kHeadDim;
   const auto& w = layer.parameters();
@@ -96,25 +68,11 @@ attn::Tensor<float, 3> forward_plain_eigen(const Layer& layer, const attn::Tenso
 
 void BM_attn(benchmark::State& state) {
   const Index B = state.range(0), L = state.range(1);
-  const bool causal = state.range(2) != 0;
   attn::set_num_threads(static_cast<int>(state.range(3)));
-  const Layer layer = make_layer();
+  const Layer layer = make_layer(state.range(2) != 0);
   const auto x = make_input(B, L);
   for (auto _ : state) {
-    auto y = causal ? forward_core(layer, x, true, false) : layer.forward(x);
-    benchmark::DoNotOptimize(y.data());
-  }
-  attn_bench::report(state, attn_bench::forward_flops(B, L));
-}
-
-void BM_attn_threaded_projections(benchmark::State& state) {
-  const Index B = state.range(0), L = state.range(1);
-  const bool causal = state.range(2) != 0;
-  attn::set_num_threads(static_cast<int>(state.range(3)));
-  const Layer layer = make_layer();
-  const auto x = make_input(B, L);
-  for (auto _ : state) {
-    auto y = forward_core(layer, x, causal, true);
+    auto y = layer.forward(x);
     benchmark::DoNotOptimize(y.data());
   }
   attn_bench::report(state, attn_bench::forward_flops(B, L));
@@ -152,15 +110,34 @@ void BM_core(benchmark::State& state) {
   attn_bench::report(state, 4.0 * double(B) * double(L) * double(L) * double(E));
 }
 
-/// The ceiling: one square fp32 GEMM C = A·B with 2n³ = the forward's flops, rows split over the threads.
+/// The side of a square GEMM with the forward's flops (2n³).
+Index gemm_side(const benchmark::State& state) {
+  const double flops = attn_bench::forward_flops(state.range(0), state.range(1));
+  return std::max<Index>(8, static_cast<Index>(std::llround(std::cbrt(flops / 2.0))));
+}
+
+/// The ceiling: attn's own fp32 GEMM (ops::gemm: the kernels of the SIMD level in use, tiled over attn's
+/// threads) on a square problem with the forward's flops.
 void BM_gemm(benchmark::State& state) {
-  const Index B = state.range(0), L = state.range(1);
+  attn::set_num_threads(static_cast<int>(state.range(3)));
+  const Index n = gemm_side(state);
+  const Mat a = Mat::Random(n, n), b = Mat::Random(n, n);
+  Mat c = Mat::Zero(n, n);  // touched before timing: no first-touch page faults in the loop
+  for (auto _ : state) {
+    attn::ops::gemm<float>(n, n, n, a.data(), n, b.data(), n, false, c.data(), n);
+    benchmark::DoNotOptimize(c.data());
+  }
+  attn_bench::report(state, 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n));
+  state.counters["n"] = static_cast<double>(n);
+}
+
+/// Eigen's fp32 GEMM at the build's instruction set, same problem, rows split over attn's threads.
+void BM_gemm_eigen(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(3));
   attn::set_num_threads(threads);
-  const double flops = attn_bench::forward_flops(B, L);
-  const Index n = std::max<Index>(8, static_cast<Index>(std::llround(std::cbrt(flops / 2.0))));
+  const Index n = gemm_side(state);
   const Mat a = Mat::Random(n, n), b = Mat::Random(n, n);
-  Mat c(n, n);
+  Mat c = Mat::Zero(n, n);  // touched before timing: no first-touch page faults in the loop
   for (auto _ : state) {
     attn::parallel_shares(attn::shares_for(threads), [&](int s, int p) {
       const Index r0 = n * s / p, r1 = n * (s + 1) / p;
@@ -173,25 +150,20 @@ void BM_gemm(benchmark::State& state) {
 }
 
 BENCHMARK(BM_attn)->Apply(attn_bench::shapes);
-BENCHMARK(BM_attn_threaded_projections)->Apply(attn_bench::shapes);
 BENCHMARK(BM_eigen)->Apply(attn_bench::shapes);
 BENCHMARK(BM_core)->Apply(attn_bench::shapes);
 BENCHMARK(BM_gemm)->Apply(attn_bench::shapes);
+BENCHMARK(BM_gemm_eigen)->Apply(attn_bench::shapes);
 
-/// The three paths must compute the same function: checked once on a small input before timing.
+/// attn and plain Eigen must compute the same function: checked once on a small input before timing.
 bool self_check() {
-  const Layer layer = make_layer();
   const auto x = make_input(2, 67);
   bool ok = true;
   for (bool causal : {false, true}) {
-    const auto a = forward_core(layer, x, causal, true);
-    const auto b = forward_plain_eigen(layer, x, causal);
+    const auto a = make_layer(causal).forward(x);
+    const auto b = forward_plain_eigen(make_layer(causal), x, causal);
     double worst = 0;
     for (Index i = 0; i < a.size(); ++i) worst = std::max(worst, double(std::abs(a.data()[i] - b.data()[i])));
-    if (!causal) {
-      const auto c = layer.forward(x);
-      for (Index i = 0; i < a.size(); ++i) worst = std::max(worst, double(std::abs(a.data()[i] - c.data()[i])));
-    }
     if (worst > 1e-3) {
       std::fprintf(stderr, "self-check failed (causal %d): max difference %g\n", int(causal), worst);
       ok = false;
@@ -202,10 +174,10 @@ bool self_check() {
 
 int peak(const attn_bench::PeakArgs& p) {
   attn::set_num_threads(static_cast<int>(p.threads));
-  const Layer layer = make_layer();
+  const Layer layer = make_layer(p.causal);
   const auto x = make_input(p.batch, p.len);
   attn::Tensor<float, 3> y;
-  if (p.what == "attn") y = p.causal ? forward_core(layer, x, true, false) : layer.forward(x);
+  if (p.what == "attn") y = layer.forward(x);
   else if (p.what == "eigen") y = forward_plain_eigen(layer, x, p.causal);
   else {
     std::fprintf(stderr, "--peak: unknown path '%s' (attn or eigen)\n", p.what.c_str());
@@ -213,7 +185,8 @@ int peak(const attn_bench::PeakArgs& p) {
   }
   double sum = 0;
   for (Index i = 0; i < y.size(); ++i) sum += y.data()[i];
-  std::printf("peak mode: %s B=%lld L=%lld causal=%d threads=%lld checksum %.6g\n", p.what.c_str(),
+  std::printf("peak mode: %s simd=%s B=%lld L=%lld causal=%d threads=%lld checksum %.6g\n", p.what.c_str(),
+              std::string(attn::simd_name(attn::simd())).c_str(),
               static_cast<long long>(p.batch), static_cast<long long>(p.len), int(p.causal),
               static_cast<long long>(p.threads), sum);
   return 0;

@@ -249,14 +249,21 @@ TEST_CASE("scratch: frames nest, reuse their buffers, and free the big ones", "[
     attn::ScratchFrame again;  // the same first slot, big enough already: the same memory
     REQUIRE(again.get<float>(800) == outer_first);
   }
+  const std::size_t saved_limit = attn::scratch_limit();
+  REQUIRE(saved_limit == std::size_t(1) << 30);  // the documented default
+  attn::set_scratch_limit(1 << 20);
   {
     attn::ScratchFrame big;
-    char* p = big.get<char>(static_cast<Index>(attn::scratch_keep_bytes) + 1);
+    char* p = big.get<char>((1 << 20) + 1);
     p[0] = 1;
-    p[attn::scratch_keep_bytes] = 2;
+    p[1 << 20] = 2;
+    float* small = big.get<float>(100);
+    small[99] = 1.0f;
   }
+  attn::set_scratch_limit(saved_limit);
   REQUIRE(attn::detail::scratch_arena().top == 0);
-  REQUIRE(attn::detail::scratch_arena().buffers[0].bytes() == 0);  // the big one was not kept
+  REQUIRE(attn::detail::scratch_arena().buffers[0].bytes() == 0);  // over the limit: not kept
+  REQUIRE(attn::detail::scratch_arena().buffers[1].bytes() >= 400);  // under it: kept
   attn::release_scratch();
   for (const auto& b : attn::detail::scratch_arena().buffers) REQUIRE(b.bytes() == 0);
 }

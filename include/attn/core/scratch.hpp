@@ -7,11 +7,14 @@
 ///   float* q = frame.get<float>(n);     // uninitialized, 64-byte aligned, valid until `frame` ends
 ///
 /// Frames nest (last in, first out) on a thread; buffers are never shared between threads. A buffer of
-/// at most `scratch_keep_bytes` (64 MiB) stays with its thread for the next frame; a bigger one is freed
-/// when its frame ends, so a huge forward does not pin its memory. `attn::release_scratch()` frees what
-/// the calling thread keeps (outside any frame).
+/// at most `attn::scratch_limit()` bytes (default 1 GiB, `attn::set_scratch_limit` changes it) stays
+/// with its thread for the next frame; a bigger one is freed when its frame ends. So a thread that ran
+/// a forward keeps that forward's temporaries (a multi-head layer: 4·B·L·E values) until it runs
+/// another or calls `attn::release_scratch()`, which frees what the calling thread keeps outside live
+/// frames. The peak memory of a forward is the same either way.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <new>
 #include <utility>
@@ -21,10 +24,12 @@
 
 namespace attn {
 
-/// Buffers up to this size stay with their thread between frames.
-inline constexpr std::size_t scratch_keep_bytes = std::size_t(64) << 20;
-
 namespace detail {
+
+inline std::atomic<std::size_t>& scratch_limit_setting() noexcept {
+  static std::atomic<std::size_t> bytes{std::size_t(1) << 30};
+  return bytes;
+}
 
 class ScratchBuffer {
 public:
@@ -74,6 +79,11 @@ inline ScratchArena& scratch_arena() {
 
 }  // namespace detail
 
+/// Scratch buffers up to this many bytes stay with their thread between frames.
+[[nodiscard]] inline std::size_t scratch_limit() noexcept { return detail::scratch_limit_setting().load(); }
+/// Sets scratch_limit() (0: keep nothing between frames); applies from the next frame end.
+inline void set_scratch_limit(std::size_t bytes) noexcept { detail::scratch_limit_setting().store(bytes); }
+
 /// A scope that hands out scratch buffers of the calling thread (see the file comment).
 class ScratchFrame {
 public:
@@ -81,8 +91,9 @@ public:
   ScratchFrame(const ScratchFrame&) = delete;
   ScratchFrame& operator=(const ScratchFrame&) = delete;
   ~ScratchFrame() {
+    const std::size_t limit = scratch_limit();
     for (std::size_t i = base_; i < arena_.top; ++i)
-      if (arena_.buffers[i].bytes() > scratch_keep_bytes) arena_.buffers[i].reset();
+      if (arena_.buffers[i].bytes() > limit) arena_.buffers[i].reset();
     arena_.top = base_;
   }
 

@@ -15,11 +15,11 @@ namespace attn::ops {
 /// C[m, n] = A[m, k] · B[k, n] (row-major, leading dimensions lda/ldb/ldc; B given as Bᵀ when
 /// `b_trans`) on attn's threads, with the kernels of the SIMD level in use (ops/kernels.hpp). The output
 /// is cut into tiles of 256 rows x 256 columns that run as independent single-threaded products, taken
-/// by whichever thread is free. The packed kernels (avx2, avx512) give every element the same value
-/// whatever the tiling, so there the tiles narrow (down to 64 columns) when that leaves fewer than 8 per
-/// thread, and small or single-threaded problems run as one product; Eigen's products (generic) choose
-/// their code path by shape, so there the tiling is fixed. Either way results are bit-identical for
-/// every thread count. Problems under 2^21 flops stay on the calling thread.
+/// by whichever thread is free (one thread: in order; a tile's C stays in cache over the whole k loop).
+/// The packed kernels (avx2, avx512) give every element the same value whatever the tiling, so there
+/// the tiles narrow (down to 64 columns) when that leaves fewer than 8 per thread; Eigen's products
+/// (generic) choose their code path by shape, so there the tiling is fixed. Either way results are
+/// bit-identical for every thread count. Problems under 2^21 flops stay on the calling thread.
 template <class T>
 void gemm(Index m, Index n, Index k, const T* a, Index lda, const T* b, Index ldb, bool b_trans, T* c,
           Index ldc) {
@@ -28,14 +28,10 @@ void gemm(Index m, Index n, Index k, const T* a, Index lda, const T* b, Index ld
   const bool any_tiling = kern.level != Simd::generic;
   const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
   const bool serial = flops < double(1 << 21) || shares_for(2) == 1;
-  if (any_tiling && serial) {
-    kern.gemm(m, n, k, a, lda, b, ldb, b_trans, c, ldc, /*accumulate=*/false, /*direct=*/false);
-    return;
-  }
   constexpr Index tile_m = 256;
   Index tile_n = 256;
   const Index tm = (m + tile_m - 1) / tile_m;
-  if (any_tiling)
+  if (any_tiling && !serial)
     while (tile_n > 64 && tm * ((n + tile_n - 1) / tile_n) < 8 * static_cast<Index>(num_threads())) tile_n /= 2;
   const Index tn = (n + tile_n - 1) / tile_n;
   const auto run = [&](std::int64_t t) {
