@@ -65,7 +65,7 @@ struct RowOps {
           vmax = ei::pmax(vmax, x);
         }
       }
-      mx = ei::predux_max(vmax);
+      mx = hmax(vmax);
     }
     for (; c < ce; ++c) {
       T x = z[c] * scale;
@@ -84,6 +84,23 @@ struct RowOps {
     return masked ? row_max(z, ce) : mx;
   }
 
+  // Horizontal max and sum through memory, in lane order: GCC 12 warns (-Wuninitialized, GCC bug
+  // 105593) inside the AVX-512 intrinsics of Eigen's predux_max/predux under -march=native.
+  static T hmax(const Packet& p) {
+    T lanes[W];
+    Eigen::internal::pstoreu(lanes, p);
+    T m = lanes[0];
+    for (Index i = 1; i < W; ++i) m = std::max(m, lanes[i]);
+    return m;
+  }
+  static T hsum(const Packet& p) {
+    T lanes[W];
+    Eigen::internal::pstoreu(lanes, p);
+    T s = lanes[0];
+    for (Index i = 1; i < W; ++i) s += lanes[i];
+    return s;
+  }
+
   static T row_max(const T* z, Index n) {
     Index c = 0;
     T mx = neg_inf;
@@ -91,7 +108,7 @@ struct RowOps {
       namespace ei = Eigen::internal;
       Packet vmax = ei::pset1<Packet>(neg_inf);
       for (; c + W <= n; c += W) vmax = ei::pmax(vmax, ei::ploadu<Packet>(z + c));
-      mx = ei::predux_max(vmax);
+      mx = hmax(vmax);
     }
     for (; c < n; ++c) mx = std::max(mx, z[c]);
     return mx;
@@ -140,7 +157,7 @@ struct RowOps {
         ei::pstoreu(z + c, e);
         vsum = ei::padd(vsum, e);
       }
-      sum = ei::predux(vsum);
+      sum = hsum(vsum);
     }
     for (; c < n; ++c) {
       const T e = z[c] == neg_inf ? T(0) : std::exp(z[c] - m);
