@@ -42,6 +42,21 @@ struct SimdGuard {
   ~SimdGuard() { attn::set_simd(saved); }
 };
 
+/// Sets a SIMD level for a scope and restores the previous one.
+struct SimdScope {
+  attn::Simd saved = attn::simd();
+  explicit SimdScope(attn::Simd level) { attn::set_simd(level); }
+  SimdScope(const SimdScope&) = delete;
+  SimdScope& operator=(const SimdScope&) = delete;
+  ~SimdScope() { attn::set_simd(saved); }
+};
+
+/// Runs the rest of the enclosing test once per SIMD level of this machine (a Catch2 generator), with
+/// the level named in failure messages and restored afterwards.
+#define ATTN_FOR_EACH_SIMD_LEVEL()                                                                  \
+  const attn_test::SimdScope attn_simd_scope(GENERATE(from_range(attn_test::simd_levels())));       \
+  INFO("simd " << attn::simd_name(attn::simd()))
+
 /// Every SIMD level this machine can run, lowest first.
 inline std::vector<attn::Simd> simd_levels() {
   std::vector<attn::Simd> v;

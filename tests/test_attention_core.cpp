@@ -273,10 +273,7 @@ std::vector<ops::AttentionCoreOptions> tilings() {
 
 TEMPLATE_TEST_CASE("attention core: hand-computed cases", "[attention_core]", float, double) {
   using T = TestType;
-  SimdGuard simd_guard;
-  const attn::Simd level = GENERATE(from_range(simd_levels()));
-  attn::set_simd(level);
-  INFO("simd " << attn::simd_name(level));
+  ATTN_FOR_EACH_SIMD_LEVEL();
   // One query, two keys: logits 0 and ln 3 -> probabilities 1/4, 3/4; values 4 and 8 -> 7.
   std::vector<T> q{T(1)}, k{T(0), static_cast<T>(std::log(3.0))}, v{T(4), T(8)}, o{T(-1)}, w{T(-1), T(-1)};
   const auto Q = ops::heads_of<T>(q.data(), 1, 1, 1, 1, 1), K = ops::heads_of<T>(k.data(), 1, 2, 1, 1, 1),
@@ -311,10 +308,7 @@ TEMPLATE_TEST_CASE("attention core: hand-computed cases", "[attention_core]", fl
 TEMPLATE_TEST_CASE("attention core: head dims 1..128 and T != S against the reference", "[attention_core]",
                    float, double) {
   using T = TestType;
-  SimdGuard simd_guard;
-  const attn::Simd level = GENERATE(from_range(simd_levels()));
-  attn::set_simd(level);
-  INFO("simd " << attn::simd_name(level));
+  ATTN_FOR_EACH_SIMD_LEVEL();
   MaskCase<T> none, causal;
   none.name = "none";
   causal.name = "causal";
@@ -336,10 +330,7 @@ TEMPLATE_TEST_CASE("attention core: head dims 1..128 and T != S against the refe
 TEMPLATE_TEST_CASE("attention core: every mask kind, GQA ratio and tiling against the reference",
                    "[attention_core]", float, double) {
   using T = TestType;
-  SimdGuard simd_guard;
-  const attn::Simd level = GENERATE(from_range(simd_levels()));
-  attn::set_simd(level);
-  INFO("simd " << attn::simd_name(level));
+  ATTN_FOR_EACH_SIMD_LEVEL();
   std::uint64_t seed = 1000;
   for (auto [Hq, Hkv] : {std::pair<Index, Index>{2, 2}, {4, 2}, {8, 2}, {4, 1}})  // GQA 1, 2, 4, MQA
     for (auto [Tq, S] : {std::pair<Index, Index>{13, 13}, {7, 19}, {19, 7}}) {
@@ -355,10 +346,7 @@ TEMPLATE_TEST_CASE("attention core: every mask kind, GQA ratio and tiling agains
 TEMPLATE_TEST_CASE("attention core: agrees with a plain-loop oracle on every mask kind", "[attention_core]",
                    float, double) {
   using T = TestType;
-  SimdGuard simd_guard;
-  const attn::Simd level = GENERATE(from_range(simd_levels()));
-  attn::set_simd(level);
-  INFO("simd " << attn::simd_name(level));
+  ATTN_FOR_EACH_SIMD_LEVEL();
   const Index B = 2, Tq = 6, S = 9, Hq = 4, Hkv = 2, d = 3, dv = 2;
   Heads<T> q(B, Tq, Hq, d, false), k(B, S, Hkv, d, false), v(B, S, Hkv, dv, false);
   q.fill(1, 2.0);
@@ -380,10 +368,7 @@ TEMPLATE_TEST_CASE("attention core: agrees with a plain-loop oracle on every mas
 TEMPLATE_TEST_CASE("attention core: fully masked rows give zeros, never NaN", "[attention_core]", float,
                    double) {
   using T = TestType;
-  SimdGuard simd_guard;
-  const attn::Simd level = GENERATE(from_range(simd_levels()));
-  attn::set_simd(level);
-  INFO("simd " << attn::simd_name(level));
+  ATTN_FOR_EACH_SIMD_LEVEL();
   const Index B = 2, Tq = 5, S = 7, H = 2, d = 4;
   Heads<T> q(B, Tq, H, d, false), k(B, S, H, d, false), v(B, S, H, d, false);
   q.fill(5);
@@ -429,10 +414,7 @@ TEMPLATE_TEST_CASE("attention core: fully masked rows give zeros, never NaN", "[
 TEMPLATE_TEST_CASE("attention core: logits of magnitude 1e4 stay finite and equal the reference",
                    "[attention_core]", float, double) {
   using T = TestType;
-  SimdGuard simd_guard;
-  const attn::Simd level = GENERATE(from_range(simd_levels()));
-  attn::set_simd(level);
-  INFO("simd " << attn::simd_name(level));
+  ATTN_FOR_EACH_SIMD_LEVEL();
   // Integer-valued queries and keys with scale 1: every logit is an exact integer up to ~3e4, so the
   // reference's logits and the core's are the same numbers and only exp rounding differs.
   const Index B = 1, Tq = 9, S = 33, H = 2, d = 3;
@@ -476,10 +458,7 @@ TEMPLATE_TEST_CASE("attention core: logits of magnitude 1e4 stay finite and equa
 TEMPLATE_TEST_CASE("attention core: bit-identical results for 1, 2 and 3 threads", "[attention_core][threads]",
                    float, double) {
   using T = TestType;
-  SimdGuard simd_guard;
-  const attn::Simd level = GENERATE(from_range(simd_levels()));
-  attn::set_simd(level);
-  INFO("simd " << attn::simd_name(level));
+  ATTN_FOR_EACH_SIMD_LEVEL();
   ThreadGuard guard;
   const Index B = 2, Tq = 37, S = 45, Hq = 4, Hkv = 2, d = 16, dv = 12;
   Heads<T> q(B, Tq, Hq, d, true), k(B, S, Hkv, d, true), v(B, S, Hkv, dv, true);
@@ -511,10 +490,7 @@ TEMPLATE_TEST_CASE("attention core: bit-identical results for 1, 2 and 3 threads
 TEMPLATE_TEST_CASE("attention core: asking for the weights never changes the output", "[attention_core]", float,
                    double) {
   using T = TestType;
-  SimdGuard simd_guard;
-  const attn::Simd level = GENERATE(from_range(simd_levels()));
-  attn::set_simd(level);
-  INFO("simd " << attn::simd_name(level));
+  ATTN_FOR_EACH_SIMD_LEVEL();
   const Index B = 2, Tq = 29, S = 41, Hq = 4, Hkv = 2, d = 9, dv = 7;
   Heads<T> q(B, Tq, Hq, d, false), k(B, S, Hkv, d, false), v(B, S, Hkv, dv, false);
   q.fill(61, 3.0);
