@@ -22,7 +22,7 @@ attn's names (Keras layout), a torch module prefix for PyTorch state_dict tensor
 the reference results. Boolean masks are stored as 0/1 in the file's float dtype (1 = attend).
 
 Adding a layer type: write one function per case that returns Case(tensors, config, ...), decorate it,
-rerun, and add a TEST_CASE to tests/test_golden.cpp. The safetensors writer below is written from the
+rerun, and add a TEST_CASE to tests/io/test_golden.cpp. The safetensors writer below is written from the
 format description (8-byte little-endian header length, JSON header, raw little-endian data).
 """
 
