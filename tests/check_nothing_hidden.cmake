@@ -1,0 +1,22 @@
+# Fails when a test case of the suite would never run or never fail: hidden cases (tag [.] or [.x],
+# [!hide], a name starting with "./") are skipped by every ctest entry, and [!mayfail] /
+# [!shouldfail] turn a failure into a pass. Run as: cmake -DTESTS=<attn_tests> -P check_nothing_hidden.cmake
+execute_process(COMMAND ${TESTS} --list-test-names-only "[.]" OUTPUT_VARIABLE hidden RESULT_VARIABLE rc)
+string(STRIP "${hidden}" hidden)
+execute_process(COMMAND ${TESTS} --list-tags OUTPUT_VARIABLE tags RESULT_VARIABLE rc2)
+execute_process(COMMAND ${TESTS} --list-test-names-only OUTPUT_VARIABLE names RESULT_VARIABLE rc3)
+if(NOT rc3 EQUAL 0 OR names STREQUAL "")
+  message(FATAL_ERROR "${TESTS} lists no test case (exit ${rc3})")
+endif()
+set(problems "")
+if(hidden)
+  string(APPEND problems "hidden test cases (never run by ctest):\n${hidden}\n")
+endif()
+string(REGEX MATCHALL "\\[!(mayfail|shouldfail)\\]" excused "${tags}")
+if(excused)
+  string(APPEND problems "test cases tagged ${excused} pass when they fail\n")
+endif()
+if(problems)
+  message(FATAL_ERROR "${problems}")
+endif()
+message(STATUS "no hidden or excused test case")
