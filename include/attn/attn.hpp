@@ -14,6 +14,7 @@
 #include "attn/core/weights.hpp"
 #include "attn/factory.hpp"
 #include "attn/functional.hpp"
+#include "attn/io/model.hpp"
 #include "attn/io/safetensors.hpp"
 #include "attn/io/torch.hpp"
 #include "attn/io/weights.hpp"
