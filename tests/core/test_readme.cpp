@@ -1,5 +1,6 @@
-// The README's table of types matches the registry (get_attention_info): every registered type has a
-// row with its class and required parameters, and no row names an unregistered type.
+// The README's table of types and the quick-start config match the registry (get_attention_info): every
+// registered type has a row with its class and required parameters, no row names an unregistered type,
+// and the quick-start config builds a layer of every type.
 #include "support.hpp"
 
 #include <fstream>
@@ -39,5 +40,17 @@ TEST_CASE("README: the table of types matches get_attention_info", "[readme]") {
   for (const auto& [type, v] : info.items()) {
     INFO("registered type '" << type << "' has no README row");
     REQUIRE(std::find(seen.begin(), seen.end(), type) != seen.end());
+  }
+}
+
+TEST_CASE("quick-start config: a layer of every registered type", "[readme]") {
+  std::ifstream in(ATTN_SOURCE_DIR "/examples/configs/quickstart.json");
+  REQUIRE(in.good());
+  const attn::Json config = attn::Json::parse(in);
+  std::vector<std::string> types;
+  for (const auto& entry : config.at("layers")) types.push_back(entry.at("layer").at("type").get<std::string>());
+  for (const auto type : attn::attention_type_names) {
+    INFO("registered type '" << type << "' has no layer in examples/configs/quickstart.json");
+    REQUIRE(std::find(types.begin(), types.end(), std::string(type)) != types.end());
   }
 }

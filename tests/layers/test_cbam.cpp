@@ -6,6 +6,7 @@
 #include <attn/layers/spatial.hpp>
 
 #include "support.hpp"
+#include "support/golden.hpp"
 
 using namespace attn_test;
 using CB = attn::CBAM<double>;
@@ -281,4 +282,15 @@ TEST_CASE("cbam: bad shapes give ShapeErrors naming the layer", "[cbam]") {
       broken.forward(random_tensor<double, 4>({1, 2, 2, 8}, 1)),
       "cbam: weight 'spatial_attention/spatial_attention_conv/kernel' must have shape [3, 3, 2, 1], "
       "got shape [3, 3, 2, 1] with 17 values");
+}
+
+// ---- golden parity (tools/golden/cbam.py, tests/data/cbam/) ----
+
+TEMPLATE_TEST_CASE("golden: cbam matches PyTorch conv2d and pooling", "[golden][cbam]", float, double) {
+  using T = TestType;
+  for_each_golden<T>("cbam", [](const Golden& g) {
+    attn::CBAM<T> layer(g.config.get<attn::CBAMConfig>());
+    attn::load_weights(layer, g.file, "weights");
+    check<T>(g, "output", layer.forward(input<T, 4>(g, "x")));
+  });
 }

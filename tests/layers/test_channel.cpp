@@ -3,6 +3,7 @@
 #include <attn/layers/channel.hpp>
 
 #include "support.hpp"
+#include "support/golden.hpp"
 
 using namespace attn_test;
 using CA = attn::ChannelAttention<double>;
@@ -234,4 +235,15 @@ TEST_CASE("channel: bad shapes give ShapeErrors naming the layer", "[channel]") 
   REQUIRE_THROWS_WITH(broken.forward(random_tensor<double, 4>({1, 2, 2, 8}, 1)),
                       "channel: weight 'channel_attention_dense_1/kernel' must have shape [8, 4], got shape "
                       "[8, 3] with 24 values");
+}
+
+// ---- golden parity (tools/golden/channel.py, tests/data/channel/) ----
+
+TEMPLATE_TEST_CASE("golden: channel matches PyTorch pooling and linear", "[golden][channel]", float, double) {
+  using T = TestType;
+  for_each_golden<T>("channel", [](const Golden& g) {
+    attn::ChannelAttention<T> layer(g.config.get<attn::ChannelAttentionConfig>());
+    attn::load_weights(layer, g.file, "weights");
+    check<T>(g, "output", layer.forward(input<T, 4>(g, "x")));
+  });
 }

@@ -1,5 +1,6 @@
 // cross_attention: loop oracle, the seed's unscaled form via scale = 1, context masks, errors.
 #include "support.hpp"
+#include "support/golden.hpp"
 
 using namespace attn_test;
 using CA = attn::CrossAttention<double>;
@@ -79,4 +80,19 @@ TEST_CASE("cross_attention: errors", "[cross_attention]") {
                     attn::ShapeError);
   REQUIRE_THROWS_WITH(attn::validate_attention_config("cross_attention", {{"embed_dim", 4}, {"scale", 0}}),
                       "scale must be positive, got 0.0");
+}
+
+// ---- golden parity (tools/golden/cross_attention.py, tests/data/cross_attention/) ----
+
+TEMPLATE_TEST_CASE("golden: cross_attention matches PyTorch linear, matmul and softmax", "[golden][cross_attention]", float,
+                   double) {
+  using T = TestType;
+  for_each_golden<T>("cross_attention", [](const Golden& g) {
+    attn::CrossAttention<T> layer(g.config.get<attn::CrossAttentionConfig>());
+    attn::load_weights(layer, g.file, "weights");
+    const auto mask = mask_of(g, "input/mask");
+    const auto r = layer.forward_with_weights(input<T, 3>(g, "x"), input<T, 3>(g, "context"), mask.view());
+    check<T>(g, "output", r.output);
+    check<T>(g, "weights", r.weights);
+  });
 }

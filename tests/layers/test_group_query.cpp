@@ -2,6 +2,7 @@
 // softmax, output projection), the RoPE op on hand-computed values and its relative-position property,
 // identities with multi_head, the mask contract, validation messages and log lines.
 #include "support.hpp"
+#include "support/golden.hpp"
 
 #include <functional>
 #include <string>
@@ -733,4 +734,24 @@ TEST_CASE("group_query: log lines at construction", "[group_query][log]") {
     REQUIRE(cap.lines.empty());
   }
   REQUIRE(attn::log_level() == before);
+}
+
+// ---- golden parity (tools/golden/group_query.py, tests/data/group_query/) ----
+
+using namespace attn_test;
+
+TEMPLATE_TEST_CASE("golden: group_query with RoPE matches PyTorch ops", "[golden][group_query]", float,
+                   double) {
+  using T = TestType;
+  for_each_golden<T>("group_query", [](const Golden& g) {
+    attn::GroupedQueryAttention<T> layer(g.config.get<attn::GroupedQueryAttentionConfig>());
+    attn::torch::GroupedQueryOptions options;
+    options.rope = g.meta("rope_layout") == "half_split" ? attn::torch::RopeLayout::half_split
+                                                         : attn::torch::RopeLayout::interleaved;
+    attn::torch::load_grouped_query(layer, g.file, g.meta("torch_prefix"), options);
+    const auto mask = mask_of(g, "input/mask");
+    const auto r = layer.forward_with_weights(input<T, 3>(g, "x"), mask.view());
+    check<T>(g, "output", r.output);
+    check<T>(g, "weights", r.weights);
+  });
 }

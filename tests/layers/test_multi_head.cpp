@@ -1,5 +1,6 @@
 // multi_head: against an independent loop implementation, hand-computed cases, the mask contract.
 #include "support.hpp"
+#include "support/golden.hpp"
 
 using namespace attn_test;
 using MHA = attn::MultiHeadAttention<double>;
@@ -227,4 +228,19 @@ TEST_CASE("multi_head: 1 and 2 threads give bit-identical results (projections a
   const auto b = layer.forward(x);
   attn::set_num_threads(saved);
   REQUIRE(std::equal(a.data(), a.data() + a.size(), b.data()));
+}
+
+// ---- golden parity (tools/golden/multi_head.py, tests/data/multi_head/) ----
+
+TEMPLATE_TEST_CASE("golden: multi_head (the reference layout) matches PyTorch ops", "[golden][multi_head]",
+                   float, double) {
+  using T = TestType;
+  for_each_golden<T>("multi_head", [](const Golden& g) {
+    attn::MultiHeadAttention<T> layer(g.config.get<attn::MultiHeadAttentionConfig>());
+    attn::load_weights(layer, g.file, "weights");
+    const auto mask = mask_of(g, "input/mask");
+    const auto r = layer.forward_with_weights(input<T, 3>(g, "x"), mask.view());
+    check<T>(g, "output", r.output);
+    check<T>(g, "weights", r.weights);
+  });
 }

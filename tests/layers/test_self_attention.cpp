@@ -1,6 +1,7 @@
 // self_attention: against loop oracles built from the layer's weights, the seed's single-head form,
 // masks, causal, weights, errors.
 #include "support.hpp"
+#include "support/golden.hpp"
 
 using namespace attn_test;
 using SA = attn::SelfAttention<double>;
@@ -96,4 +97,19 @@ TEST_CASE("self_attention: errors", "[self_attention]") {
   const SA l({.embed_dim = 4});
   REQUIRE_THROWS_WITH(l.forward(random_tensor<double, 3>({1, 2, 3}, 1)),
                       "self_attention: input must have shape [*, *, 4] ([batch, seq, embed_dim]), got [1, 2, 3]");
+}
+
+// ---- golden parity (tools/golden/self_attention.py, tests/data/self_attention/) ----
+
+TEMPLATE_TEST_CASE("golden: self_attention matches PyTorch linear, matmul and softmax", "[golden][self_attention]", float,
+                   double) {
+  using T = TestType;
+  for_each_golden<T>("self_attention", [](const Golden& g) {
+    attn::SelfAttention<T> layer(g.config.get<attn::SelfAttentionConfig>());
+    attn::load_weights(layer, g.file, "weights");
+    const auto mask = mask_of(g, "input/mask");
+    const auto r = layer.forward_with_weights(input<T, 3>(g, "x"), mask.view());
+    check<T>(g, "output", r.output);
+    check<T>(g, "weights", r.weights);
+  });
 }

@@ -4,6 +4,7 @@
 #include <attn/layers/spatial.hpp>
 
 #include "support.hpp"
+#include "support/golden.hpp"
 
 using namespace attn_test;
 using SA = attn::SpatialAttention<double>;
@@ -202,4 +203,15 @@ TEST_CASE("spatial: any channel count, and bad shapes give ShapeErrors naming th
   broken.parameters()[1].name = "renamed";
   REQUIRE_THROWS_WITH(broken.forward(random_tensor<double, 4>({1, 2, 2, 2}, 1)),
                       "spatial: weight 'spatial_attention_conv/bias' is missing");
+}
+
+// ---- golden parity (tools/golden/spatial.py, tests/data/spatial/) ----
+
+TEMPLATE_TEST_CASE("golden: spatial matches PyTorch conv2d", "[golden][spatial]", float, double) {
+  using T = TestType;
+  for_each_golden<T>("spatial", [](const Golden& g) {
+    attn::SpatialAttention<T> layer(g.config.get<attn::SpatialAttentionConfig>());
+    attn::load_weights(layer, g.file, "weights");
+    check<T>(g, "output", layer.forward(input<T, 4>(g, "x")));
+  });
 }

@@ -1,0 +1,43 @@
+// Seeded test inputs (uniform in [-1, 1), drawn in double so float and double inputs agree) and
+// the example parameters of a config type.
+#pragma once
+
+#include <attn/core/init.hpp>
+#include <attn/core/param.hpp>
+#include <attn/core/tensor.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace attn_test {
+
+using attn::Index;
+using attn::Json;
+using attn::Shape;
+
+/// Uniform values in [-1, 1) from a seed (drawn in double, so float and double inputs agree).
+template <class T>
+attn::AnyTensor<T> random_any(const Shape& shape, std::uint64_t seed, double scale = 1.0) {
+  attn::AnyTensor<T> t(shape);
+  attn::Rng rng(seed);
+  for (Index i = 0; i < t.size(); ++i) t.data()[i] = static_cast<T>(scale * rng.uniform(-1.0, 1.0));
+  return t;
+}
+template <class T, int R>
+attn::Tensor<T, R> random_tensor(const Shape& shape, std::uint64_t seed, double scale = 1.0) {
+  return random_any<T>(shape, seed, scale).template to_tensor<R>();
+}
+
+/// Required parameters of config C set to their documented example values.
+template <class C>
+Json example_params() {
+  Json j = Json::object();
+  for (const auto& f : C::fields()) {
+    if (!f.required) continue;
+    if (f.member.index() == 0) j[std::string(f.name)] = static_cast<int>(f.example);
+    else j[std::string(f.name)] = f.example;
+  }
+  return j;
+}
+
+}  // namespace attn_test
