@@ -2,6 +2,7 @@
 # Per-TU compile cost of the test suite and of two user TUs, as CPU time (user + sys) and peak memory
 # from /usr/bin/time -v (wall time is noisy on a shared machine). No ccache; one compile at a time.
 #   bash tools/compile_times.sh [build-dir]     (default: build-times; configured Release like CI)
+#   ONLY='regex' bash tools/compile_times.sh      only the TUs whose path matches (the PCH always)
 # Prints one line per TU: seconds (user+sys), max RSS in MiB, file. The two user TUs are compiled
 # with plain g++ -O2 (tools/compile_probe/one_layer.cpp: one layer header and one forward;
 # tools/compile_probe/factory_one.cpp: attn/attn.hpp and one layer through the factory).
@@ -27,10 +28,11 @@ for pch in $(ninja -t targets all | grep -o '^[^:]*cmake_pch[^:]*\.gch' | sort -
   cmd=$(ninja -t commands "$pch" | tail -n 1)
   measure "$pch" bash -c "$cmd"
 done
-python3 - "$bld/compile_commands.json" <<'PY' >"$bld/tu_commands.txt"
-import json, sys
+python3 - "$bld/compile_commands.json" "${ONLY:-.}" <<'PY' >"$bld/tu_commands.txt"
+import json, re, sys
+only = sys.argv[2]
 for e in json.load(open(sys.argv[1])):
-    if "/tests/" in e["file"] and not e["file"].endswith(".hxx.cxx"):
+    if "/tests/" in e["file"] and not e["file"].endswith(".hxx.cxx") and re.search(only, e["file"]):
         print(e["file"] + "\t" + e["directory"] + "\t" + e["command"])
 PY
 while IFS=$'\t' read -r file dir cmd; do
@@ -38,5 +40,6 @@ while IFS=$'\t' read -r file dir cmd; do
 done <"$bld/tu_commands.txt"
 inc=(-std=c++20 -O2 -I"$src/include" -isystem /usr/include/eigen3)
 for probe in "$src"/tools/compile_probe/*.cpp; do
+  [[ $probe =~ ${ONLY:-.} ]] || continue
   measure "${probe#$src/} (g++ -O2)" "$cxx" "${inc[@]}" -c "$probe" -o /dev/null
 done

@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Copies the source tree to a throwaway directory and registers N layer types there by repeating
+today's types under new names, to measure how compile time grows with the registry.
+
+    python3 tools/compile_probe/synthetic_registry.py 50 /tmp/attn-syn50
+
+Copy k of a layer header goes to include/attn/layers/syn/<type>_<k>.hpp with its namespace renamed
+to attn::syn<k> and its type string to "<type>_<k>"; registry.hpp includes it and lists it. The copy
+is never built by the project itself (its layer checks would reject the extra types); compile single
+TUs in it, e.g. with tools/compile_times.sh's commands or g++ directly.
+"""
+import pathlib
+import re
+import shutil
+import sys
+
+src = pathlib.Path(__file__).resolve().parent.parent.parent
+n, dst = int(sys.argv[1]), pathlib.Path(sys.argv[2])
+if dst.exists():
+    shutil.rmtree(dst)
+shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".git", "build*", "__pycache__"))
+reg_path = dst / "include/attn/registry.hpp"
+reg = reg_path.read_text()
+entries = re.findall(r"^\s+(\w+),?\s+// (\w+)\n", reg, re.M)  # (class template, type string)
+assert entries, "no Registry lines found"
+includes, lines = [], []
+k, total = 1, len(entries)
+while total < n:
+    for cls, type_name in entries:
+        if total >= n:
+            break
+        text = (dst / f"include/attn/layers/{type_name}.hpp").read_text()
+        text = text.replace("namespace attn {", f"namespace attn::syn{k} {{")
+        text, count = re.subn(rf'type_name = "{type_name}"', f'type_name = "{type_name}_{k}"', text)
+        assert count == 1, type_name
+        out = dst / f"include/attn/layers/syn/{type_name}_{k}.hpp"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        includes.append(f'#include "attn/layers/syn/{type_name}_{k}.hpp"')
+        lines.append(f"    , syn{k}::{cls}  // {type_name}_{k}")
+        total += 1
+    k += 1
+# the last original line has no comma: append the synthetic ones after it
+last = re.search(r"^(\s+\w+\s+// \w+\n)>;", reg, re.M)
+reg = reg[:last.end(1)] + "\n".join(lines) + "\n" + reg[last.end(1):]
+reg = reg.replace('#include "attn/layers/spatial.hpp"\n', '#include "attn/layers/spatial.hpp"\n' + "\n".join(includes) + "\n")
+reg_path.write_text(reg)
+print(f"{dst}: {total} registered types")
