@@ -1,5 +1,5 @@
 // The factory's entry points for float and double are instantiated once for the whole test suite, in
-// tests/support/factory_instances.cpp: each of them instantiates every registered layer's forward,
+// tests/support/factory_{float,double}.cpp: each instantiates every registered layer's forward,
 // which made every test file that touched the factory pay for all types (measured with
 // tools/compile_times.sh: about 13 s of CPU per such file at 7 types). Included by support.hpp and by
 // the precompiled header of attn_tests.
