@@ -1,12 +1,13 @@
-# Fails when a test case of the suite would never run or never fail: hidden cases (tag [.] or [.x],
-# [!hide], a name starting with "./") are skipped by every ctest entry, and [!mayfail] /
-# [!shouldfail] turn a failure into a pass. Run as: cmake -DTESTS=<attn_tests> -P check_nothing_hidden.cmake
-execute_process(COMMAND ${TESTS} --list-test-names-only "[.]" OUTPUT_VARIABLE hidden RESULT_VARIABLE rc)
+# Fails when a test case of the suite would never run or never fail: hidden cases (tag [.], [.x] or
+# [!hide]) are skipped by every ctest entry, and [!mayfail] / [!shouldfail] turn a failure into a pass. Run as: cmake -DTESTS=<attn_tests> -P check_nothing_hidden.cmake
+# (Catch2 2's list commands exit with the number of items listed, so only the output counts.)
+execute_process(COMMAND ${TESTS} --list-test-names-only "[.]" OUTPUT_VARIABLE hidden)
 string(STRIP "${hidden}" hidden)
-execute_process(COMMAND ${TESTS} --list-tags OUTPUT_VARIABLE tags RESULT_VARIABLE rc2)
-execute_process(COMMAND ${TESTS} --list-test-names-only OUTPUT_VARIABLE names RESULT_VARIABLE rc3)
-if(NOT rc3 EQUAL 0 OR names STREQUAL "")
-  message(FATAL_ERROR "${TESTS} lists no test case (exit ${rc3})")
+execute_process(COMMAND ${TESTS} --list-tags OUTPUT_VARIABLE tags)
+execute_process(COMMAND ${TESTS} --list-test-names-only OUTPUT_VARIABLE names)
+string(STRIP "${names}" names)
+if(names STREQUAL "")
+  message(FATAL_ERROR "${TESTS} lists no test case")
 endif()
 set(problems "")
 if(hidden)
