@@ -153,13 +153,7 @@ Comparison compare(const TA& a, const TB& b, double rtol, double atol) {
 /// Required parameters of config C set to their documented example values.
 template <class C>
 Json example_params() {
-  Json j = Json::object();
-  for (const auto& f : C::fields()) {
-    if (!f.required) continue;
-    if (f.member.index() == 0) j[std::string(f.name)] = static_cast<int>(f.example);
-    else j[std::string(f.name)] = f.example;
-  }
-  return j;
+  return attn::required_examples<C>();
 }
 
 /// Every value finite.
