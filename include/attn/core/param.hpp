@@ -55,6 +55,16 @@
 /// between 0.0 and 1.0", otherwise "must be > a", ">= a", "< b", "<= b" or "in [a, b]" with the
 /// brackets of the bounds.
 ///
+/// Examples are JSON text in the row, not a C++ value, because one row type serves every kind: so a
+/// required list, choice, enum or nested config has one too (`"[1, 2]"`, `R"("softmax")"`). The
+/// contract tests parse every registered type's examples through their traits.
+///
+/// Errors: parse_config / check_config collect Problems; validate, from_json and the factory throw
+/// ConfigError with the first (its parameter() is the path). InplaceVector throws attn::Error past its
+/// capacity; an example that is not JSON text throws attn::Error (a table bug, caught by the tests).
+/// A table that is not sound (config_table_is_sound: duplicate names, a rule its kind does not use, a
+/// required row without example, a default outside its own rules) fails the registry's static_assert.
+///
 /// How to add a parameter kind: specialise `ParamTraits<M>` (a full or a constrained partial
 /// specialisation, declared before any Config that uses it) with the static members listed under
 /// ParamKind below: `kind` (its name in messages and info), `expected` (what the JSON must be, for the
