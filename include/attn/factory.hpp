@@ -92,8 +92,9 @@ inline void validate_attention_config(std::string_view type, const Json& params 
 }
 
 /// JSON describing every registered type, in registry order: class, description, use_case,
-/// required_params, optional_params (with defaults), parameters (kind, range, choices, doc) and
-/// input_ranks. A fresh value each call.
+/// required_params, optional_params (with defaults), parameters (per parameter: kind, required,
+/// default or example, range and bounds, odd, choices, list length, a nested config's parameters,
+/// wording, doc: see config_info in core/param.hpp) and input_ranks. A fresh value each call.
 inline Json get_attention_info() {
   Json info = Json::object();
   for (auto type : attention_type_names) {

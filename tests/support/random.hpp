@@ -31,13 +31,7 @@ attn::Tensor<T, R> random_tensor(const Shape& shape, std::uint64_t seed, double 
 /// Required parameters of config C set to their documented example values.
 template <class C>
 Json example_params() {
-  Json j = Json::object();
-  for (const auto& f : C::fields()) {
-    if (!f.required) continue;
-    if (f.member.index() == 0) j[std::string(f.name)] = static_cast<int>(f.example);
-    else j[std::string(f.name)] = f.example;
-  }
-  return j;
+  return attn::required_examples<C>();
 }
 
 }  // namespace attn_test

@@ -69,22 +69,23 @@ struct CBAMConfig {
   static constexpr auto fields() {
     using C = CBAMConfig;
     return std::array{
-        Field<C>{.name = "channels", .member = &C::channels, .required = true, .rule = Rule::positive,
-                 .example = 8, .doc = "Number of input channels C (the last axis of the input)."},
-        Field<C>{.name = "ratio", .member = &C::ratio, .rule = Rule::positive,
+        Field<C>{.name = "channels", .member = member<&C::channels>, .required = true, .example = "8",
+                 .wording = Wording::factory, .range = positive,
+                 .doc = "Number of input channels C (the last axis of the input)."},
+        Field<C>{.name = "ratio", .member = member<&C::ratio>, .range = positive,
                  .doc = "Channel-gate bottleneck reduction: hidden width channels / ratio; must divide "
                         "channels."},
-        Field<C>{.name = "kernel_size", .member = &C::kernel_size, .rule = Rule::positive,
+        Field<C>{.name = "kernel_size", .member = member<&C::kernel_size>, .range = positive,
                  .doc = "Spatial-gate convolution size (rows, cols); an int means a square kernel. "
                         "Positive and odd (the odd rule is checked after the divisibility of channels "
                         "by ratio, as in the reference)."},
-        Field<C>{.name = "channel_kernel_initializer", .member = &C::channel_kernel_initializer,
+        Field<C>{.name = "channel_kernel_initializer", .member = member<&C::channel_kernel_initializer>,
                  .choices = initializer_names, .doc = "Initializer of the channel gate's MLP kernels."},
-        Field<C>{.name = "spatial_kernel_initializer", .member = &C::spatial_kernel_initializer,
+        Field<C>{.name = "spatial_kernel_initializer", .member = member<&C::spatial_kernel_initializer>,
                  .choices = initializer_names, .doc = "Initializer of the spatial gate's conv kernel."},
-        Field<C>{.name = "channel_use_bias", .member = &C::channel_use_bias,
+        Field<C>{.name = "channel_use_bias", .member = member<&C::channel_use_bias>,
                  .doc = "Add biases (initialised to zero) to the channel gate's MLP."},
-        Field<C>{.name = "spatial_use_bias", .member = &C::spatial_use_bias,
+        Field<C>{.name = "spatial_use_bias", .member = member<&C::spatial_use_bias>,
                  .doc = "Add a bias (initialised to zero) to the spatial gate's convolution."},
     };
   }

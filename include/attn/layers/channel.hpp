@@ -57,14 +57,15 @@ struct ChannelAttentionConfig {
   static constexpr auto fields() {
     using C = ChannelAttentionConfig;
     return std::array{
-        Field<C>{.name = "channels", .member = &C::channels, .required = true, .rule = Rule::positive,
-                 .example = 8, .doc = "Number of input channels C (the last axis of the input)."},
-        Field<C>{.name = "ratio", .member = &C::ratio, .rule = Rule::positive,
+        Field<C>{.name = "channels", .member = member<&C::channels>, .required = true, .example = "8",
+                 .wording = Wording::factory, .range = positive,
+                 .doc = "Number of input channels C (the last axis of the input)."},
+        Field<C>{.name = "ratio", .member = member<&C::ratio>, .range = positive,
                  .doc = "Bottleneck reduction: the MLP's hidden width is channels / ratio; must divide "
                         "channels."},
-        Field<C>{.name = "kernel_initializer", .member = &C::kernel_initializer,
+        Field<C>{.name = "kernel_initializer", .member = member<&C::kernel_initializer>,
                  .choices = initializer_names, .doc = "Initializer of both MLP kernels."},
-        Field<C>{.name = "use_bias", .member = &C::use_bias,
+        Field<C>{.name = "use_bias", .member = member<&C::use_bias>,
                  .doc = "Add biases (initialised to zero) to both MLP layers."},
     };
   }

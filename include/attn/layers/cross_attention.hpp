@@ -57,20 +57,24 @@ struct CrossAttentionConfig {
   static constexpr auto fields() {
     using C = CrossAttentionConfig;
     return std::array{
-        Field<C>{.name = "embed_dim", .member = &C::embed_dim, .required = true, .rule = Rule::positive,
-                 .example = 12, .doc = "Width of the query input, of Q, K, V and of the output."},
-        Field<C>{.name = "context_dim", .member = &C::context_dim, .rule = Rule::positive,
+        Field<C>{.name = "embed_dim", .member = member<&C::embed_dim>, .required = true, .example = "12",
+                 .wording = Wording::factory, .range = positive,
+                 .doc = "Width of the query input, of Q, K, V and of the output."},
+        Field<C>{.name = "context_dim", .member = member<&C::context_dim>, .range = positive,
                  .doc = "Width of the context input (null: embed_dim)."},
-        Field<C>{.name = "num_heads", .member = &C::num_heads, .rule = Rule::positive,
+        Field<C>{.name = "num_heads", .member = member<&C::num_heads>, .wording = Wording::factory,
+                 .range = positive,
                  .doc = "Number of heads; must divide embed_dim."},
-        Field<C>{.name = "use_bias", .member = &C::use_bias, .doc = "Biases on the projections."},
-        Field<C>{.name = "output_projection", .member = &C::output_projection,
+        Field<C>{.name = "use_bias", .member = member<&C::use_bias>, .doc = "Biases on the projections."},
+        Field<C>{.name = "output_projection", .member = member<&C::output_projection>,
                  .doc = "Apply an output projection after merging the heads."},
-        Field<C>{.name = "scale", .member = &C::scale, .rule = Rule::positive,
+        Field<C>{.name = "scale", .member = member<&C::scale>, .range = positive,
                  .doc = "Logit scale (null: 1/sqrt(head_dim); 1.0 reproduces the unscaled seed)."},
-        Field<C>{.name = "kernel_initializer", .member = &C::kernel_initializer, .choices = initializer_names,
+        Field<C>{.name = "kernel_initializer", .member = member<&C::kernel_initializer>,
+                 .choices = initializer_names,
                  .doc = "Initializer of the kernels."},
-        Field<C>{.name = "bias_initializer", .member = &C::bias_initializer, .choices = initializer_names,
+        Field<C>{.name = "bias_initializer", .member = member<&C::bias_initializer>,
+                 .choices = initializer_names,
                  .doc = "Initializer of the biases."},
     };
   }

@@ -62,18 +62,22 @@ struct MultiHeadAttentionConfig {
   static constexpr auto fields() {
     using C = MultiHeadAttentionConfig;
     return std::array{
-        Field<C>{.name = "embed_dim", .member = &C::embed_dim, .required = true, .rule = Rule::positive,
-                 .example = 32, .doc = "Model width: output features, and num_heads x head width."},
-        Field<C>{.name = "num_heads", .member = &C::num_heads, .rule = Rule::positive,
+        Field<C>{.name = "embed_dim", .member = member<&C::embed_dim>, .required = true, .example = "32",
+                 .wording = Wording::factory, .range = positive,
+                 .doc = "Model width: output features, and num_heads x head width."},
+        Field<C>{.name = "num_heads", .member = member<&C::num_heads>, .wording = Wording::factory,
+                 .range = positive,
                  .doc = "Number of attention heads; must divide embed_dim."},
-        Field<C>{.name = "dropout_rate", .member = &C::dropout_rate, .rule = Rule::unit_closed,
+        Field<C>{.name = "dropout_rate", .member = member<&C::dropout_rate>, .wording = Wording::factory,
+                 .range = unit_interval,
                  .doc = "Dropout on the attention probabilities (identity at inference)."},
-        Field<C>{.name = "kernel_initializer", .member = &C::kernel_initializer,
+        Field<C>{.name = "kernel_initializer", .member = member<&C::kernel_initializer>,
                  .choices = initializer_names, .doc = "Initializer of both kernels."},
-        Field<C>{.name = "use_bias", .member = &C::use_bias, .doc = "Add biases to both projections."},
-        Field<C>{.name = "input_dim", .member = &C::input_dim, .rule = Rule::positive,
+        Field<C>{.name = "use_bias", .member = member<&C::use_bias>,
+                 .doc = "Add biases to both projections."},
+        Field<C>{.name = "input_dim", .member = member<&C::input_dim>, .range = positive,
                  .doc = "Width of the input features (null: embed_dim). Beyond the reference."},
-        Field<C>{.name = "causal", .member = &C::causal,
+        Field<C>{.name = "causal", .member = member<&C::causal>,
                  .doc = "Mask future keys (query i sees keys j <= i); masked blocks are skipped. Beyond "
                         "the reference."},
     };

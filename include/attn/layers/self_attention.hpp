@@ -55,18 +55,22 @@ struct SelfAttentionConfig {
   static constexpr auto fields() {
     using C = SelfAttentionConfig;
     return std::array{
-        Field<C>{.name = "embed_dim", .member = &C::embed_dim, .required = true, .rule = Rule::positive,
-                 .example = 12, .doc = "Width of the input, of Q, K, V and of the output."},
-        Field<C>{.name = "num_heads", .member = &C::num_heads, .rule = Rule::positive,
+        Field<C>{.name = "embed_dim", .member = member<&C::embed_dim>, .required = true, .example = "12",
+                 .wording = Wording::factory, .range = positive,
+                 .doc = "Width of the input, of Q, K, V and of the output."},
+        Field<C>{.name = "num_heads", .member = member<&C::num_heads>, .wording = Wording::factory,
+                 .range = positive,
                  .doc = "Number of heads; must divide embed_dim."},
-        Field<C>{.name = "use_bias", .member = &C::use_bias, .doc = "Biases on the projections."},
-        Field<C>{.name = "output_projection", .member = &C::output_projection,
+        Field<C>{.name = "use_bias", .member = member<&C::use_bias>, .doc = "Biases on the projections."},
+        Field<C>{.name = "output_projection", .member = member<&C::output_projection>,
                  .doc = "Apply an output projection after merging the heads."},
-        Field<C>{.name = "causal", .member = &C::causal,
+        Field<C>{.name = "causal", .member = member<&C::causal>,
                  .doc = "Mask future keys (query i sees keys j <= i)."},
-        Field<C>{.name = "kernel_initializer", .member = &C::kernel_initializer, .choices = initializer_names,
+        Field<C>{.name = "kernel_initializer", .member = member<&C::kernel_initializer>,
+                 .choices = initializer_names,
                  .doc = "Initializer of the kernels."},
-        Field<C>{.name = "bias_initializer", .member = &C::bias_initializer, .choices = initializer_names,
+        Field<C>{.name = "bias_initializer", .member = member<&C::bias_initializer>,
+                 .choices = initializer_names,
                  .doc = "Initializer of the biases."},
     };
   }

@@ -54,11 +54,11 @@ struct SpatialAttentionConfig {
   static constexpr auto fields() {
     using C = SpatialAttentionConfig;
     return std::array{
-        Field<C>{.name = "kernel_size", .member = &C::kernel_size, .rule = Rule::positive, .odd = true,
+        Field<C>{.name = "kernel_size", .member = member<&C::kernel_size>, .range = positive, .odd = true,
                  .doc = "Convolution size (rows, cols); an int means a square kernel. Odd, positive."},
-        Field<C>{.name = "kernel_initializer", .member = &C::kernel_initializer,
+        Field<C>{.name = "kernel_initializer", .member = member<&C::kernel_initializer>,
                  .choices = initializer_names, .doc = "Initializer of the convolution kernel."},
-        Field<C>{.name = "use_bias", .member = &C::use_bias,
+        Field<C>{.name = "use_bias", .member = member<&C::use_bias>,
                  .doc = "Add a bias (initialised to zero) to the convolution."},
     };
   }
