@@ -5,6 +5,7 @@
 #include "attn/core/eigen.hpp"
 #include "attn/core/error.hpp"
 #include "attn/core/init.hpp"
+#include "attn/core/limits.hpp"
 #include "attn/core/log.hpp"
 #include "attn/core/parallel.hpp"
 #include "attn/core/param.hpp"

@@ -129,7 +129,9 @@ public:
   [[nodiscard]] std::string_view class_name() const { return get().class_name(); }
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
   /// The whole configuration: `type`, `name` (when set), every parameter and any training-only
-  /// values the caller gave. create_attention_from_config(config()) builds an equal layer.
+  /// values the caller gave. create_attention_from_config(config()) builds a layer of an equal
+  /// configuration; the seed is not part of it (weights are loaded or changed after construction, so a
+  /// seed would not describe them): save_model / load_model (io/weights.hpp) carry the weights.
   [[nodiscard]] Json config() const {
     Json j = Json::object();
     j["type"] = std::string(type());

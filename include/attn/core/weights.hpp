@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -14,6 +16,7 @@
 
 #include "attn/core/error.hpp"
 #include "attn/core/init.hpp"
+#include "attn/core/limits.hpp"
 #include "attn/core/tensor.hpp"
 
 namespace attn {
@@ -50,16 +53,43 @@ private:
   [[nodiscard]] Index rows() const noexcept { return shape.size() <= 1 ? 1 : shape[0]; }
 };
 
+namespace detail {
+/// Thrown by WeightSet::add when a weight would take the set past attn::allocation_limit(); the layer
+/// (LayerBase::reset_parameters) rethrows it as a ConfigError naming itself and the parameter.
+struct AllocationRefused : ConfigError {
+  std::string weight;
+  Shape shape;
+  AllocationRefused(const std::string& message, std::string w, Shape s)
+      : ConfigError(message), weight(std::move(w)), shape(std::move(s)) {}
+};
+}  // namespace detail
+
 /// The weights of one layer, in registration order.
 template <class T>
 class WeightSet {
 public:
   /// Adds a weight and fills it with the named initializer from a stream derived from `seed` and
   /// the weight's name (so adding a weight never changes the values of the others). Returns its slot.
+  /// Before allocating, the weight's bytes are computed with overflow checks and added to the set's
+  /// total; a total above attn::allocation_limit() (core/limits.hpp) throws a ConfigError naming the
+  /// weight, its shape and the bytes, and nothing is allocated.
   std::size_t add(std::string name, Shape shape, std::string_view initializer, std::uint64_t seed,
                   bool trainable = true) {
+    const std::optional<Index> n = checked_shape_size(shape);
+    const std::optional<std::size_t> bytes = n ? checked_bytes(*n, sizeof(T)) : std::nullopt;
+    if (!bytes || *bytes > allocation_limit() || bytes_ + *bytes > allocation_limit()) {
+      const std::optional<std::size_t> total =
+          bytes && bytes_ <= std::numeric_limits<std::size_t>::max() - *bytes ? std::optional(bytes_ + *bytes)
+                                                                              : std::nullopt;
+      throw detail::AllocationRefused(
+          fmt::format("weight '{}' of shape {} needs {} (the layer's weights up to it: {}), above the allocation "
+                      "limit of {} (attn::set_allocation_limit raises it)",
+                      name, shape_str(shape), bytes_str(bytes), bytes_str(total), bytes_str(allocation_limit())),
+          name, shape);
+    }
+    bytes_ += *bytes;
     Weight<T> w{std::move(name), std::move(shape), {}, trainable};
-    w.data.resize(static_cast<std::size_t>(shape_size(w.shape)));
+    w.data.resize(static_cast<std::size_t>(*n));
     Rng rng(seed ^ hash_name(w.name));
     initialize(initializer, w.shape, w.data.data(), rng);
     weights_.push_back(std::move(w));
@@ -94,6 +124,7 @@ public:
 
 private:
   std::vector<Weight<T>> weights_;
+  std::size_t bytes_ = 0;  // bytes added through add()
 };
 
 }  // namespace attn

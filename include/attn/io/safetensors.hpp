@@ -449,17 +449,27 @@ private:
     if (!sh.is_array())
       throw bad(fmt::format("shape must be an array of non-negative integers, got {}", brief(sh)));
     std::uint64_t bytes = dtype_size(e.dtype);
+    // The product of the non-zero extents bounds every partial product in any order: it must fit
+    // Index (element counts) and, times the dtype size, 64-bit byte counts, even when a zero extent
+    // makes the total 0 (shape [2^32, 2^31, 0] overflows the signed element count of its prefix).
+    std::uint64_t nonzero_bytes = dtype_size(e.dtype);
+    Index nonzero = 1;
     for (const auto& x : sh) {
       const auto extent = as_count(x);
       if (!extent)
         throw bad(fmt::format("shape must be an array of non-negative integers, got {}", brief(sh)));
       if (*extent > static_cast<std::uint64_t>(std::numeric_limits<Index>::max()))
         throw bad(fmt::format("extent {} of shape {} is too large", *extent, brief(sh)));
-      const auto next = detail::checked_mul(bytes, *extent);
-      if (!next)
-        throw bad(fmt::format("shape {} of dtype {} overflows 64-bit byte counts", brief(sh),
-                              dt.get_ref<const std::string&>()));
-      bytes = *next;
+      if (*extent != 0) {
+        const auto next = detail::checked_mul(nonzero_bytes, *extent);
+        if (!next || static_cast<Index>(*extent) > std::numeric_limits<Index>::max() / nonzero)
+          throw bad(fmt::format("shape {} of dtype {} overflows 64-bit element or byte counts (checked "
+                                "over its non-zero extents)",
+                                brief(sh), dt.get_ref<const std::string&>()));
+        nonzero_bytes = *next;
+        nonzero *= static_cast<Index>(*extent);
+      }
+      bytes *= *extent;  // <= nonzero_bytes, which did not overflow
       e.shape.push_back(static_cast<Index>(*extent));
     }
     const Header& off = v.at("data_offsets");
@@ -590,15 +600,16 @@ private:
 
   static void check_shape_count(const std::string& name, const Shape& shape, std::size_t count) {
     std::uint64_t n = 1;
+    Index nonzero = 1;  // every partial product checked, whatever a zero extent makes of the total
     for (Index e : shape) {
       if (e < 0)
         throw IOError(fmt::format("safetensors writer: tensor '{}': negative extent in shape {}", name,
                                   shape_str(shape)));
-      const auto next = detail::checked_mul(n, static_cast<std::uint64_t>(e));
-      if (!next)
+      if (e != 0 && e > std::numeric_limits<Index>::max() / nonzero)
         throw IOError(
             fmt::format("safetensors writer: tensor '{}': shape {} overflows", name, shape_str(shape)));
-      n = *next;
+      if (e != 0) nonzero *= e;
+      n *= static_cast<std::uint64_t>(e);
     }
     if (n != count)
       throw IOError(fmt::format("safetensors writer: tensor '{}': shape {} needs {} elements, got {}", name,

@@ -9,7 +9,8 @@
 /// contract: causal is bottom-right aligned (query i sees key j iff j <= i + S - T); key_lengths[b]
 /// (clamped to [0, S]) masks keys j >= key_lengths[b]; `keep` is read through its strides (0
 /// broadcasts) with true = attend; `bias` is added to the scaled logits. A query row whose every key is
-/// masked (or whose every logit is -inf) yields zeros, never NaN.
+/// masked (or whose every logit is -inf through the bias) yields zeros, never NaN; a NaN or Inf in Q, K or
+/// V reaches exactly the rows that see it (see "Non-finite inputs" below).
 ///
 /// Algorithm, per task (b, h, block of `query_block` query rows):
 ///   m = -inf, l = 0, O = 0
@@ -17,7 +18,13 @@
 ///     Z = Q_blk · K_blkᵀ (one GEMM); Z = Z·scale + bias; masked entries -> -inf
 ///     m' = max(m, rowmax Z);  P = exp(Z - m') (masked -> exactly 0)
 ///     l = e^(m - m')·l + rowsum P;  O = e^(m - m')·O + P · V_blk (one GEMM)
-///   out = O / l   (rows with l = 0: zeros)
+///   out = O / l   (rows with l = 0, i.e. every key masked: zeros)
+/// Non-finite inputs: a NaN or ±Inf that a row can see makes that row non-finite (as PyTorch), never
+/// zeros; the zero rule is decided by the mask alone. A masked key is excluded, not weighted by 0:
+/// in a block where some row does not see some key and V holds a non-finite value, each row sums
+/// over the keys it sees (masked_pv), so garbage behind a mask (padding) reaches no row. Logits of
+/// masked keys are replaced, so K behind a mask is excluded too. An additive bias is arithmetic, not
+/// a mask: a -inf bias gives weight 0, and 0 · Inf is NaN there as in PyTorch.
 /// Key blocks past every row's last visible key (causal, key_lengths) are never visited, and key blocks
 /// where a boolean mask keeps nothing are skipped: causal attention costs about half of full attention.
 /// Logits are only ever exponentiated after the row max is subtracted, so logits of magnitude 1e4 and
@@ -159,6 +166,26 @@ private:
     return {out_.at(t.b, t.i0, t.h), t.rows, dv_, Eigen::OuterStride<>(out_.s_len)};
   }
 
+  /// Whether every value of V rows [j0, j0 + cols) of the tile's head is finite (one pass; x·0 is 0 for
+  /// a finite x and NaN otherwise).
+  [[nodiscard]] bool values_finite(const Tile& t, Index j0, Index cols) const {
+    const ConstStrided<T> V(v_.at(t.b, j0, t.kh), cols, dv_, Eigen::OuterStride<>(v_.s_len));
+    return !std::isnan((V.array() * T(0)).sum());
+  }
+
+  /// O += P · V_blk for a block in which some row does not see some key, when V_blk holds a non-finite
+  /// value: every row sums over the keys it sees only, so a NaN or Inf behind the mask (padding
+  /// routinely holds garbage) never reaches a row that cannot see it (0 · NaN would be NaN).
+  void masked_pv(const Tile& t, const T* p, Index j0, Index cols, MatrixMap<T>& O) const {
+    for (Index r = 0; r < t.rows; ++r) {
+      const Index ce = std::clamp<Index>(key_end(t.len_b, t.i0 + r) - j0, 0, cols);
+      const bool* keep = keep_row(t, t.i0 + r);
+      for (Index c = 0; c < ce; ++c)
+        if (keep == nullptr || keep[j0 + c])
+          O.row(r) += p[r * cols + c] * ConstMatrixMap<T>(v_.at(t.b, j0 + c, t.kh), 1, dv_);
+    }
+  }
+
   void run_streaming(const Tile& t, Workspace& ws) const {
     const Index rows = t.rows;
     std::fill_n(ws.m.begin(), rows, neg_inf);
@@ -173,9 +200,20 @@ private:
       for (Index r = 0; r < rows; ++r) {
         T* z = ws.s.data() + r * cols;
         const T m_new = std::max(ws.m[r], prepare_row(t, r, z, j0, cols));
-        if (m_new == neg_inf) {  // nothing visible in this row yet
-          std::fill_n(z, cols, T(0));
+        if (m_new == neg_inf) {
+          // Nothing finite in this row yet: either every key so far is masked (the row stays empty)
+          // or a visible logit is NaN (the max passes NaN over), which must make the row NaN.
+          bool nan = false;
+          for (Index c = 0; c < cols; ++c) {
+            nan = nan || std::isnan(z[c]);
+            z[c] = T(0);
+          }
           ws.alpha[r] = T(1);
+          if (nan) {
+            ws.l[r] = std::numeric_limits<T>::quiet_NaN();
+            ws.alpha[r] = ws.l[r];
+            rescale = true;
+          }
           continue;
         }
         const T a = std::exp(ws.m[r] - m_new);  // 0 on the first visible block
@@ -187,13 +225,20 @@ private:
       if (rescale)
         for (Index r = 0; r < rows; ++r)
           if (ws.alpha[r] != T(1)) O.row(r) *= ws.alpha[r];
-      kern_.gemm(rows, dv_, cols, ws.s.data(), cols, v_.at(t.b, j0, t.kh), v_.s_len, /*b_trans=*/false,
-                 ws.o.data(), dv_, /*accumulate=*/true, /*direct=*/true);
+      // A block where some row does not see some key (a boolean mask, the causal diagonal) takes the
+      // excluding product when its values are not all finite; every other block is one GEMM.
+      const bool partial = mask_.keep != nullptr || key_end(t.len_b, t.i0) < j0 + cols;
+      if (partial && !values_finite(t, j0, cols))
+        masked_pv(t, ws.s.data(), j0, cols, O);
+      else
+        kern_.gemm(rows, dv_, cols, ws.s.data(), cols, v_.at(t.b, j0, t.kh), v_.s_len, /*b_trans=*/false,
+                   ws.o.data(), dv_, /*accumulate=*/true, /*direct=*/true);
     }
     auto out = out_block(t);
     for (Index r = 0; r < rows; ++r) {
-      if (ws.l[r] > T(0)) out.row(r) = O.row(r) / ws.l[r];
-      else out.row(r).setZero();
+      // l is 0 only when every key of the row is masked; NaN (a non-finite input) flows through.
+      if (ws.l[r] == T(0)) out.row(r).setZero();
+      else out.row(r) = O.row(r) / ws.l[r];
     }
   }
 
@@ -215,8 +260,9 @@ private:
     for (Index r = 0; r < rows; ++r) {
       T* p = w + r * S_;
       const T mx = kern_.row_max(p, t.end);
-      if (mx == neg_inf) {
-        std::fill_n(p, S_, T(0));
+      if (mx == neg_inf) {  // every key masked, or a NaN logit that the max passed over
+        const bool nan = std::any_of(p, p + t.end, [](T x) { return std::isnan(x); });
+        std::fill_n(p, S_, nan ? std::numeric_limits<T>::quiet_NaN() : T(0));
         continue;
       }
       const T sum = kern_.exp_sum(p, t.end, mx);

@@ -123,6 +123,7 @@ struct RowOps {
     if constexpr (std::is_same_v<T, float>) {
       using PacketI = typename ei::unpacket_traits<Packet>::integer_packet;
       const Packet shifter = ei::pset1<Packet>(12582912.0f);  // 1.5·2^23
+      // pmax returns its first argument when either is NaN (std::max's rule): a NaN stays NaN.
       const Packet x = ei::pmax(x_in, ei::pset1<Packet>(-87.0f));
       const Packet t = ei::pmadd(x, ei::pset1<Packet>(1.44269504088896341f), shifter);
       const Packet nf = ei::psub(t, shifter);  // round(x / ln2)
@@ -142,7 +143,8 @@ struct RowOps {
     }
   }
 
-  /// z[c] = exp(z[c] - m), exactly 0 where z[c] is -inf; returns the sum. m must be finite.
+  /// z[c] = exp(z[c] - m), exactly 0 where z[c] is -inf and NaN where z[c] is NaN (so a NaN logit
+  /// makes the sum NaN); returns the sum. m must be finite.
   static T exp_sum(T* z, Index n, T m) {
     Index c = 0;
     T sum = 0;
@@ -153,7 +155,7 @@ struct RowOps {
       Packet vsum = ei::pset1<Packet>(T(0));
       for (; c + W <= n; c += W) {
         const Packet x = ei::ploadu<Packet>(z + c);
-        const Packet e = ei::pand(exp_nonpositive(ei::psub(x, vm)), ei::pcmp_lt(ninf, x));
+        const Packet e = ei::pandnot(exp_nonpositive(ei::psub(x, vm)), ei::pcmp_eq(x, ninf));
         ei::pstoreu(z + c, e);
         vsum = ei::padd(vsum, e);
       }

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "attn/core/limits.hpp"
 #include "attn/core/tensor.hpp"
 #include "attn/ops/sdpa.hpp"
 
@@ -49,9 +50,14 @@ Tensor<bool, R> mask_from_values(const Tensor<T, R>& m, std::string_view what = 
   return out;
 }
 
-/// Causal mask [T, S], bottom-right aligned: query i may see key j iff j <= i + (S - T).
+/// Causal mask [T, S], bottom-right aligned: query i may see key j iff j <= i + (S - T). Throws
+/// ShapeError for a negative extent and ConfigError above attn::allocation_limit() (core/limits.hpp).
 inline Tensor<bool, 2> causal_mask(Index t, Index s) {
+  if (t < 0 || s < 0)
+    throw ShapeError(fmt::format("causal_mask: extents must be non-negative, got [{}, {}]", t, s));
+  check_allocation(fmt::format("causal_mask: a [{}, {}] mask", t, s), checked_shape_size({t, s}), sizeof(bool));
   Tensor<bool, 2> m(t, s);
+  if (m.size() == 0) return m;  // work proportional to the elements: [2^40, 0] returns at once
   for (Index i = 0; i < t; ++i)
     for (Index j = 0; j < s; ++j) m(i, j) = j <= i + (s - t);
   return m;

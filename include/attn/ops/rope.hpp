@@ -24,6 +24,7 @@
 #include <fmt/format.h>
 
 #include "attn/core/error.hpp"
+#include "attn/core/limits.hpp"
 #include "attn/core/log.hpp"
 #include "attn/core/param.hpp"
 #include "attn/core/tensor.hpp"
@@ -107,6 +108,8 @@ RopeTables<T> rope_tables(Index head_dim, double rope_percentage, double theta, 
   t.head_dim = head_dim;
   t.rotary_dim = rope_rotary_dim(head_dim, rope_percentage);
   t.max_len = max_len;
+  check_allocation(fmt::format("rope: max_seq_len ({}): the two tables [{}, {}]", max_len, max_len, t.columns()),
+                   checked_shape_size({2, max_len, t.columns()}), sizeof(T), "", "max_seq_len");
   const auto n = static_cast<std::size_t>(max_len * t.columns());
   t.cos.resize(n);
   t.sin.resize(n);
@@ -127,7 +130,8 @@ void apply_rope(const HeadsOut<T>& x, const RopeTablesView<T>& tables, Index off
   if (offset < 0 || x.len > tables.max_len - offset)
     throw ShapeError(fmt::format("rope: positions [{}, {}) exceed the table length ({})", offset,
                                  offset + x.len, tables.max_len));
-  if (r == 0) return;
+  // Work is proportional to the elements: an empty buffer ([2^36, 0, heads, d] included) returns at once.
+  if (r == 0 || x.batch == 0 || x.len == 0 || x.heads == 0) return;
   const Index half = r / 2;
   for (Index b = 0; b < x.batch; ++b)
     for (Index l = 0; l < x.len; ++l) {

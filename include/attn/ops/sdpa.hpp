@@ -11,6 +11,8 @@
 /// Masks (one contract): boolean `true` = attend; an additive bias is added to the scaled logits;
 /// causal masking is bottom-right aligned when T != S (query i sees key j iff j <= i + S - T);
 /// key_lengths[b] masks keys j >= key_lengths[b]. A query row whose every key is masked yields zeros.
+/// A masked key is excluded (a NaN or Inf behind the mask reaches no row); a NaN or Inf a row can see
+/// makes that row non-finite.
 #pragma once
 
 #include <algorithm>
@@ -97,16 +99,23 @@ void attention_reference(const HeadsView<T>& q, const HeadsView<T>& k, const Hea
                                   : nullptr;
         const Index causal_end = mask.causal ? std::clamp<Index>(i + (S - Tq) + 1, 0, S) : S;
         T row_max = neg_inf;
+        bool any_allowed = false, nan = false;
         for (Index j = 0; j < S; ++j) {
           T z = p(i, j) * scale;
           if (bias) z += bias[j];
           const bool allowed = j < len_b && j < causal_end && (keep == nullptr || keep[j]);
+          any_allowed = any_allowed || allowed;
+          nan = nan || (allowed && std::isnan(z));
           z = allowed ? z : neg_inf;
           p(i, j) = z;
           row_max = std::max(row_max, z);
         }
-        if (row_max == neg_inf) {
+        if (!any_allowed || (row_max == neg_inf && !nan)) {  // every key masked (or -inf by the bias)
           p.row(i).setZero();
+          continue;
+        }
+        if (nan) {
+          p.row(i).setConstant(std::numeric_limits<T>::quiet_NaN());
           continue;
         }
         T sum = 0;
@@ -121,6 +130,16 @@ void attention_reference(const HeadsView<T>& q, const HeadsView<T>& k, const Hea
         MatrixMap<T>(weights + ((b * Hq + h) * Tq) * S, Tq, S) = p;
       StridedOut O(out.at(b, 0, h), Tq, out.dim, Eigen::OuterStride<>(out.s_len));
       O.noalias() = p * V;
+      if (!V.allFinite()) {  // a masked key is excluded, not weighted by 0 (0 · NaN is NaN)
+        for (Index i = 0; i < Tq; ++i) {
+          const bool* keep = mask.keep ? mask.keep + b * mask.keep_sb + h * mask.keep_sh + i * mask.keep_st
+                                       : nullptr;
+          const Index causal_end = mask.causal ? std::clamp<Index>(i + (S - Tq) + 1, 0, S) : S;
+          O.row(i).setZero();
+          for (Index j = 0; j < std::min(len_b, causal_end); ++j)
+            if (keep == nullptr || keep[j]) O.row(i) += p(i, j) * V.row(j);
+        }
+      }
     }
   }
 }

@@ -21,7 +21,10 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <utility>
+
+#include <fmt/format.h>
 
 #include "attn/core/param.hpp"
 #include "attn/core/weights.hpp"
@@ -36,11 +39,46 @@ public:
   [[nodiscard]] WeightSet<T>& parameters() noexcept { return weights_; }
 
   /// Re-draws every weight from `seed` with the configured initializers (the layer's `add_weights`);
-  /// the current weights stay in place if that throws.
+  /// the current weights stay in place if that throws. Weights (and tables) beyond
+  /// attn::allocation_limit() throw ConfigError naming the layer, the parameter that sets the size, the
+  /// weight and the bytes, before anything is allocated (core/limits.hpp).
   void reset_parameters(std::uint64_t seed) {
     WeightSet<T> w;
-    static_cast<Derived&>(*this).add_weights(w, seed);
+    try {
+      static_cast<Derived&>(*this).add_weights(w, seed);
+    } catch (const detail::AllocationRefused& e) {
+      const auto [param, value] = size_parameter(e.shape);
+      throw ConfigError(param.empty() ? fmt::format("{}: {}", Config::type_name, e.what())
+                                      : fmt::format("{}: parameter '{}' ({}) is too large: {}", Config::type_name,
+                                                    param, value, e.what()),
+                        std::string(Config::type_name), param);
+    }
     weights_ = std::move(w);
+  }
+
+private:
+  /// The integer parameter of the config (or an element of a size-like pair) that gives the largest
+  /// extent of `shape`, with its JSON value: the one to name when the weight is too big.
+  std::pair<std::string, std::string> size_parameter(const Shape& shape) const {
+    std::string best, value;
+    Index best_extent = 1;
+    const Json j = config_to_json(config_);
+    const auto consider = [&](const std::string& key, const Json& v, const Json& shown) {
+      if (!v.is_number_integer()) return;
+      const auto x = v.get<std::int64_t>();
+      for (Index e : shape)
+        if (e == x && e > best_extent) {
+          best_extent = e;
+          best = key;
+          value = shown.dump();
+        }
+    };
+    for (const auto& [key, v] : j.items()) {
+      consider(key, v, v);
+      if (v.is_array())
+        for (const auto& x : v) consider(key, x, v);
+    }
+    return {best, value};
   }
 
 protected:

@@ -191,12 +191,12 @@ ATTN_KTARGET inline void gemm(Index m, Index n, Index k, const T* a, Index lda, 
 // ---- Row passes of the attention core (float). Same contracts as ops::detail::RowOps (row_ops.hpp).
 
 /// exp(x) for x <= 0, as RowOps<float>::exp_nonpositive: Cody-Waite reduction, degree-5 polynomial,
-/// 2^n from the exponent bits, x clamped at -87.
+/// 2^n from the exponent bits, x clamped at -87; NaN stays NaN.
 ATTN_KTARGET inline typename Vec<float>::P exp_nonpositive(typename Vec<float>::P x_in) {
   using V = Vec<float>;
   using P = typename V::P;
   const P shifter = V::set1(12582912.0f);  // 1.5·2^23
-  const P x = V::max(x_in, V::set1(-87.0f));
+  const P x = V::max(V::set1(-87.0f), x_in);  // max(a, b) gives b when either is NaN
   const P t = V::fmadd(x, V::set1(1.44269504088896341f), shifter);
   const P nf = V::sub(t, shifter);
   P r = V::fmadd(nf, V::set1(-0.693359375f), x);
@@ -266,7 +266,7 @@ ATTN_KTARGET inline float exp_sum(float* z, Index n, float m) {
   auto vsum = V::zero();
   for (; c + V::W <= n; c += V::W) {
     const auto x = V::load(z + c);
-    const auto e = V::keep_above(exp_nonpositive(V::sub(x, vm)), x, ninf);
+    const auto e = V::keep_unless(exp_nonpositive(V::sub(x, vm)), x, ninf);  // NaN stays NaN
     V::store(z + c, e);
     vsum = V::add(vsum, e);
   }

@@ -41,6 +41,7 @@ struct Vec<float> {
   ATTN_TARGET_AVX2 static P add(P a, P b) { return _mm256_add_ps(a, b); }
   ATTN_TARGET_AVX2 static P sub(P a, P b) { return _mm256_sub_ps(a, b); }
   ATTN_TARGET_AVX2 static P mul(P a, P b) { return _mm256_mul_ps(a, b); }
+  /// lanewise max; where either is NaN, b (the instruction's rule)
   ATTN_TARGET_AVX2 static P max(P a, P b) { return _mm256_max_ps(a, b); }
   /// a·b + c, one rounding
   ATTN_TARGET_AVX2 static P fmadd(P a, P b, P c) { return _mm256_fmadd_ps(a, b, c); }
@@ -56,8 +57,8 @@ struct Vec<float> {
     s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
     return _mm_cvtss_f32(s);
   }
-  /// e where lim < x, else 0
-  ATTN_TARGET_AVX2 static P keep_above(P e, P x, P lim) { return _mm256_and_ps(e, _mm256_cmp_ps(lim, x, _CMP_LT_OQ)); }
+  /// e where x != lim (NaN included), else 0
+  ATTN_TARGET_AVX2 static P keep_unless(P e, P x, P lim) { return _mm256_and_ps(e, _mm256_cmp_ps(x, lim, _CMP_NEQ_UQ)); }
   /// y · 2^n where n = bits(t) - bits(shifter) (t = x/ln2 + shifter, see exp_nonpositive)
   ATTN_TARGET_AVX2 static P times_pow2(P y, P t, P shifter) {
     const __m256i n = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(shifter));
@@ -120,8 +121,8 @@ struct Vec<float> {
     return _mm256_castpd_ps(i == 0 ? _mm512_mask_extractf64x4_pd(_mm256_setzero_pd(), 0xFF, d, 0)
                                    : _mm512_mask_extractf64x4_pd(_mm256_setzero_pd(), 0xFF, d, 1));
   }
-  ATTN_TARGET_AVX512 static P keep_above(P e, P x, P lim) {
-    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(lim, x, _CMP_LT_OQ), e);
+  ATTN_TARGET_AVX512 static P keep_unless(P e, P x, P lim) {
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, lim, _CMP_NEQ_UQ), e);
   }
   ATTN_TARGET_AVX512 static P times_pow2(P y, P t, P shifter) {
     const __m512i n = _mm512_sub_epi32(_mm512_castps_si512(t), _mm512_castps_si512(shifter));
