@@ -1,0 +1,165 @@
+"""Golden cases of the vision operators (include/attn/ops/{conv,pool,norm,activation,...}.hpp).
+
+Loaded by tools/make_golden.py; the helpers (case, Case, Draw) are make_golden's. Every reference is
+a torch.nn.functional operator on NCHW tensors, with channels-last permutes around it and explicit
+padding (F.pad) where Keras's rules differ from torch's (TensorFlow "same" pads the extra row/column at
+the bottom/right; ZeroPadding2D + valid pooling counts the zeros; tf-same pooling does not).
+
+Files: tests/data/ops_<op>/<name>_<f32|f64>.safetensors with "input/x", "input/kernel", "input/bias",
+"expected/y" and the op's options in the "config" metadata.
+"""
+
+import torch
+import torch.nn.functional as F
+
+import make_golden as g
+
+
+def axis_pads(n, k, s, r, mode):
+    """(before, after) of one axis, as include/attn/ops/padding.hpp."""
+    e = r * (k - 1) + 1
+    if mode == "valid":
+        return 0, 0
+    if mode == "same":
+        out = -(-n // s)
+        total = max((out - 1) * s + e - n, 0)
+        return total // 2, total - total // 2
+    if mode == "torch_same":
+        return k // 2, k // 2
+    raise ValueError(mode)
+
+
+def pads_of(h, w, kh, kw, strides, dilation, padding):
+    """(top, bottom, left, right)."""
+    if isinstance(padding, list):
+        return tuple(padding)
+    t, b = axis_pads(h, kh, strides[0], dilation[0], padding)
+    l, r = axis_pads(w, kw, strides[1], dilation[1], padding)
+    return t, b, l, r
+
+
+def nchw(x):
+    return x.permute(0, 3, 1, 2)
+
+
+def nhwc(x):
+    return x.permute(0, 2, 3, 1)
+
+
+# ---- conv2d -----------------------------------------------------------------------------------------
+
+
+def conv_case(d, shape, kernel, cout, strides=(1, 1), dilation=(1, 1), groups=1, padding="valid", bias=True,
+              depthwise=False):
+    """conv2d (Keras kernel [kh, kw, C_in/groups, C_out]) or depthwise_conv2d (kernel [kh, kw, C, mult],
+    then cout is the multiplier)."""
+    b, h, w, c = shape
+    kh, kw = kernel
+    x = d.uniform(*shape)
+    if depthwise:
+        k = d.uniform(kh, kw, c, cout, scale=0.5)
+        wt = k.reshape(kh, kw, 1, c * cout).permute(3, 2, 0, 1)  # [C·mult, 1, kh, kw]
+        co, grp = c * cout, c
+    else:
+        k = d.uniform(kh, kw, c // groups, cout, scale=0.5)
+        wt = k.permute(3, 2, 0, 1)  # [C_out, C_in/groups, kh, kw]
+        co, grp = cout, groups
+    bv = d.uniform(co, scale=0.5) if bias else None
+    t, bt, l, r = pads_of(h, w, kh, kw, strides, dilation, padding)
+    y = F.conv2d(F.pad(nchw(x), (l, r, t, bt)), wt, bv, stride=tuple(strides), dilation=tuple(dilation), groups=grp)
+    tensors = {"input/x": x, "input/kernel": k}
+    if bias:
+        tensors["input/bias"] = bv
+    tensors["expected/y"] = nhwc(y)
+    cfg = {"strides": list(strides), "dilation_rate": list(dilation), "groups": groups, "padding": padding,
+           "depthwise": depthwise, "pads": [t, bt, l, r]}
+    # float32 sums of K = kh·kw·C_in/groups products: the absolute error grows like sqrt(K)
+    taps = kh * kw * (1 if depthwise else c // groups)
+    return g.Case(tensors, cfg, tolerances={"f32": (1e-5, 1e-6 * max(1.0, taps ** 0.5))})
+
+
+@g.case("ops_conv2d", "k3_s1_valid_bias")
+def _c1(d):
+    return conv_case(d, (2, 7, 9, 5), (3, 3), 6)
+
+
+@g.case("ops_conv2d", "k3_s2_same_asym")
+def _c2(d):
+    return conv_case(d, (2, 8, 7, 4), (3, 3), 5, strides=(2, 2), padding="same")
+
+
+@g.case("ops_conv2d", "k4_torch_same_even")
+def _c3(d):
+    return conv_case(d, (1, 6, 5, 3), (4, 4), 4, padding="torch_same", bias=False)
+
+
+@g.case("ops_conv2d", "k2x4_s2_same_even")
+def _c4(d):
+    return conv_case(d, (2, 7, 10, 3), (2, 4), 5, strides=(2, 2), padding="same")
+
+
+@g.case("ops_conv2d", "k3_d2_same")
+def _c5(d):
+    return conv_case(d, (1, 9, 8, 4), (3, 3), 3, dilation=(2, 2), padding="same")
+
+
+@g.case("ops_conv2d", "k3_d2_torch_same_shrinks")
+def _c6(d):
+    return conv_case(d, (1, 7, 9, 2), (3, 3), 3, dilation=(2, 2), padding="torch_same")
+
+
+@g.case("ops_conv2d", "k2x3_s3x2_explicit")
+def _c7(d):
+    return conv_case(d, (2, 8, 9, 3), (2, 3), 4, strides=(3, 2), padding=[1, 0, 2, 1])
+
+
+@g.case("ops_conv2d", "k3_groups2_same")
+def _c8(d):
+    return conv_case(d, (2, 6, 7, 6), (3, 3), 4, groups=2, padding="same")
+
+
+@g.case("ops_conv2d", "k3_groups3_s2_d2_torch")
+def _c9(d):
+    return conv_case(d, (1, 11, 10, 9), (3, 3), 6, strides=(2, 1), dilation=(1, 2), groups=3,
+                     padding="torch_same")
+
+
+@g.case("ops_conv2d", "k1_s1_valid_pointwise")
+def _c10(d):
+    return conv_case(d, (2, 5, 6, 7), (1, 1), 9)
+
+
+@g.case("ops_conv2d", "k1_s2_valid")
+def _c11(d):
+    return conv_case(d, (2, 5, 6, 7), (1, 1), 3, strides=(2, 2), bias=False)
+
+
+@g.case("ops_conv2d", "k5_s3_wide_channels")
+def _c12(d):
+    return conv_case(d, (1, 13, 12, 17), (5, 5), 13, strides=(3, 3), padding="same")
+
+
+@g.case("ops_conv2d", "groups_eq_channels_is_depthwise")
+def _c13(d):
+    return conv_case(d, (2, 6, 5, 4), (3, 3), 8, groups=4, padding="same")
+
+
+@g.case("ops_conv2d", "dw_k7_same_mult1")
+def _d1(d):
+    return conv_case(d, (2, 9, 8, 37), (7, 7), 1, padding="same", depthwise=True)
+
+
+@g.case("ops_conv2d", "dw_k3_s2_torch_mult2")
+def _d2(d):
+    return conv_case(d, (1, 8, 7, 5), (3, 3), 2, strides=(2, 2), padding="torch_same", depthwise=True)
+
+
+@g.case("ops_conv2d", "dw_k4_s3_d2_explicit_nobias")
+def _d3(d):
+    return conv_case(d, (2, 12, 11, 20), (4, 3), 1, strides=(3, 2), dilation=(2, 1), padding=[2, 1, 0, 3],
+                     bias=False, depthwise=True)
+
+
+@g.case("ops_conv2d", "dw_k3_valid_mult3")
+def _d4(d):
+    return conv_case(d, (1, 5, 6, 3), (3, 3), 3, depthwise=True)
