@@ -38,6 +38,11 @@ def pads_of(h, w, kh, kw, strides, dilation, padding):
     return t, b, l, r
 
 
+def rd(d, t):
+    """A derived input rounded to the case's dtype (so the stored input is the one the reference saw)."""
+    return t.to(d.dtype).to(torch.float64)
+
+
 def nchw(x):
     return x.permute(0, 3, 1, 2)
 
@@ -163,3 +168,151 @@ def _d3(d):
 @g.case("ops_conv2d", "dw_k3_valid_mult3")
 def _d4(d):
     return conv_case(d, (1, 5, 6, 3), (3, 3), 3, depthwise=True)
+
+
+# ---- pooling ----------------------------------------------------------------------------------------
+
+
+def pool_case(d, shape, pool, strides, padding, kind, count_pad=None):
+    """avg/max pooling with Keras's padding rule: "same" excludes padded cells, explicit pads (ZeroPadding2D
+    + valid) and torch_same count zeros. `count_pad` overrides."""
+    b, h, w, c = shape
+    x = d.uniform(*shape)
+    t, bt, l, r = pads_of(h, w, pool[0], pool[1], strides, (1, 1), padding)
+    counted = (padding != "same") if count_pad is None else count_pad
+    xn = nchw(x)
+    if kind == "avg":
+        if counted:
+            y = F.avg_pool2d(F.pad(xn, (l, r, t, bt)), pool, strides)
+        else:
+            sums = F.avg_pool2d(F.pad(xn, (l, r, t, bt)), pool, strides, divisor_override=1)
+            ones = F.pad(torch.ones(1, 1, h, w, dtype=x.dtype), (l, r, t, bt))
+            counts = F.avg_pool2d(ones, pool, strides, divisor_override=1)
+            y = sums / counts
+    else:
+        fill = 0.0 if counted else float("-inf")
+        y = F.max_pool2d(F.pad(xn, (l, r, t, bt), value=fill), pool, strides)
+    cfg = {"kind": kind, "pool_size": list(pool), "strides": list(strides), "padding": padding,
+           "count_pad": count_pad}
+    return g.Case({"input/x": x, "expected/y": nhwc(y)}, cfg)
+
+
+@g.case("ops_pool2d", "avg_k3_s2_same_excludes_pad")
+def _p1(d):
+    return pool_case(d, (2, 7, 8, 5), (3, 3), (2, 2), "same", "avg")
+
+
+@g.case("ops_pool2d", "avg_k2_s2_same_odd")
+def _p2(d):
+    return pool_case(d, (1, 5, 7, 3), (2, 2), (2, 2), "same", "avg")
+
+
+@g.case("ops_pool2d", "avg_k3_s1_zero_padding_counts")
+def _p3(d):
+    return pool_case(d, (2, 6, 5, 4), (3, 3), (1, 1), [1, 1, 1, 1], "avg")
+
+
+@g.case("ops_pool2d", "avg_k3_s2_torch_same_counts")
+def _p4(d):
+    return pool_case(d, (1, 7, 6, 3), (3, 3), (2, 2), "torch_same", "avg")
+
+
+@g.case("ops_pool2d", "avg_k2x3_s3x1_valid")
+def _p5(d):
+    return pool_case(d, (2, 8, 7, 3), (2, 3), (3, 1), "valid", "avg")
+
+
+@g.case("ops_pool2d", "avg_k3_explicit_excluding")
+def _p6(d):
+    return pool_case(d, (1, 6, 6, 2), (3, 3), (2, 2), [1, 2, 0, 1], "avg", count_pad=False)
+
+
+@g.case("ops_pool2d", "max_k3_s2_same")
+def _p7(d):
+    return pool_case(d, (2, 7, 8, 5), (3, 3), (2, 2), "same", "max")
+
+
+@g.case("ops_pool2d", "max_k3_s1_zero_padding")
+def _p8(d):
+    return pool_case(d, (1, 5, 6, 4), (3, 3), (1, 1), [1, 1, 2, 0], "max")
+
+
+@g.case("ops_pool2d", "max_k2_s3_valid")
+def _p9(d):
+    return pool_case(d, (2, 9, 10, 3), (2, 2), (3, 3), "valid", "max")
+
+
+@g.case("ops_pool2d", "global_avg_max")
+def _p10(d):
+    x = d.uniform(3, 5, 7, 6)
+    return g.Case({"input/x": x, "expected/avg": x.mean(dim=(1, 2)), "expected/max": x.amax(dim=(1, 2))},
+                  {"kind": "global"})
+
+
+# ---- normalisation ----------------------------------------------------------------------------------
+
+
+@g.case("ops_norm", "layer_norm_eps1e-3")
+def _n1(d):
+    x = rd(d, d.uniform(2, 5, 7, 12, scale=2.0) + 0.5)
+    gamma, beta = d.uniform(12), d.uniform(12)
+    y = F.layer_norm(x, (12,), gamma, beta, eps=1e-3)
+    return g.Case({"input/x": x, "input/gamma": gamma, "input/beta": beta, "expected/y": y},
+                  {"op": "layer_norm", "epsilon": 1e-3})
+
+
+@g.case("ops_norm", "layer_norm_no_center_eps1e-5")
+def _n2(d):
+    x = d.uniform(3, 10, 33)
+    gamma = d.uniform(33)
+    y = F.layer_norm(x, (33,), gamma, None, eps=1e-5)
+    return g.Case({"input/x": x, "input/gamma": gamma, "expected/y": y}, {"op": "layer_norm", "epsilon": 1e-5})
+
+
+@g.case("ops_norm", "batch_norm_eps1e-3")
+def _n3(d):
+    x = d.uniform(2, 4, 5, 9)
+    gamma, beta, mean = d.uniform(9), d.uniform(9), d.uniform(9)
+    var = rd(d, d.uniform(9).abs() + 0.05)
+    y = nhwc(F.batch_norm(nchw(x), mean, var, gamma, beta, training=False, eps=1e-3))
+    return g.Case({"input/x": x, "input/gamma": gamma, "input/beta": beta, "input/moving_mean": mean,
+                   "input/moving_variance": var, "expected/y": y}, {"op": "batch_norm", "epsilon": 1e-3})
+
+
+@g.case("ops_norm", "batch_norm_eps1e-5")
+def _n4(d):
+    x = d.uniform(1, 3, 6, 16)
+    gamma, beta, mean = d.uniform(16), d.uniform(16), d.uniform(16)
+    var = rd(d, d.uniform(16).abs() * 0.01 + 1e-4)  # small variances: eps matters
+    y = nhwc(F.batch_norm(nchw(x), mean, var, gamma, beta, training=False, eps=1e-5))
+    return g.Case({"input/x": x, "input/gamma": gamma, "input/beta": beta, "input/moving_mean": mean,
+                   "input/moving_variance": var, "expected/y": y}, {"op": "batch_norm", "epsilon": 1e-5})
+
+
+@g.case("ops_norm", "group_norm_g4")
+def _n5(d):
+    x = rd(d, d.uniform(2, 5, 6, 12) + 0.3)
+    gamma, beta = d.uniform(12), d.uniform(12)
+    y = nhwc(F.group_norm(nchw(x), 4, gamma, beta, eps=1e-5))
+    return g.Case({"input/x": x, "input/gamma": gamma, "input/beta": beta, "expected/y": y},
+                  {"op": "group_norm", "groups": 4, "epsilon": 1e-5})
+
+
+@g.case("ops_norm", "group_norm_g1_eps1e-3")
+def _n6(d):
+    x = d.uniform(3, 4, 3, 5)
+    gamma, beta = d.uniform(5), d.uniform(5)
+    y = nhwc(F.group_norm(nchw(x), 1, gamma, beta, eps=1e-3))
+    return g.Case({"input/x": x, "input/gamma": gamma, "input/beta": beta, "expected/y": y},
+                  {"op": "group_norm", "groups": 1, "epsilon": 1e-3})
+
+
+@g.case("ops_norm", "l2_normalize")
+def _n7(d):
+    x = d.uniform(4, 6, 10)
+    x[0, 0] = 0.0
+    x[1, 2] = rd(d, x[1, 2] * 1e-7)  # squared norm below eps: TF divides by sqrt(eps)
+    eps = 1e-12
+    sq = (x * x).sum(dim=-1, keepdim=True)
+    y = x / torch.sqrt(torch.clamp(sq, min=eps))
+    return g.Case({"input/x": x, "expected/y": y}, {"op": "l2_normalize", "epsilon": eps})
