@@ -316,3 +316,54 @@ def _n7(d):
     sq = (x * x).sum(dim=-1, keepdim=True)
     y = x / torch.sqrt(torch.clamp(sq, min=eps))
     return g.Case({"input/x": x, "expected/y": y}, {"op": "l2_normalize", "epsilon": eps})
+
+
+# ---- activations ------------------------------------------------------------------------------------
+
+
+def gelu_linear(x):
+    e = 0.5 - 0.1444 * torch.relu(1.769 - 0.7071 * x.abs()) ** 2
+    return x * (torch.sign(x) * e + 0.5)
+
+
+ACTIVATIONS = {
+    "hard_swish": F.hardswish,
+    "leaky_relu": lambda x: F.leaky_relu(x, 0.3),
+    "mish": F.mish,
+    "phish": lambda x: x * torch.tanh(F.gelu(x)),
+    "gelu/app": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu/linear": gelu_linear,
+    "gelu/quick": lambda x: x * torch.sigmoid(1.702 * x),
+    "leaky_relu/0.01": lambda x: F.leaky_relu(x, 0.01),
+    "hard_sigmoid_torch": F.hardsigmoid,
+    "squared_relu": lambda x: torch.relu(x) ** 2,
+    "relu": torch.relu,
+    "relu6": F.relu6,
+    "gelu": F.gelu,
+    "swish": F.silu,
+    "silu": F.silu,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "softmax": lambda x: torch.softmax(x, dim=-1),
+    "softplus": lambda x: F.softplus(x, threshold=1000),
+    "elu": F.elu,
+    "selu": F.selu,
+    "linear": lambda x: x,
+    "hard_sigmoid": lambda x: torch.clamp(0.2 * x + 0.5, 0, 1),
+}
+
+
+@g.case("ops_activation", "by_name")
+def _a1(d):
+    x = d.uniform(3, 2, 12, scale=6.0)
+    grid = torch.tensor([-5, -3, -1, -0.5, 0, 0.5, 1, 3, 5], dtype=torch.float64)
+    x.view(-1)[:9] = grid
+    alpha = d.uniform(12, scale=0.5)
+    gain, bias = d.uniform(1)[0], d.uniform(1)[0]
+    t = {"input/x": x, "input/prelu_alpha": alpha, "input/star_relu_gain": gain.reshape(1),
+         "input/star_relu_bias": bias.reshape(1)}
+    for name, fn in ACTIVATIONS.items():
+        t["expected/" + name] = fn(x)
+    t["expected/prelu"] = torch.where(x >= 0, x, alpha * x)
+    t["expected/star_relu"] = gain * torch.relu(x) ** 2 + bias
+    return g.Case(t, {"names": list(ACTIVATIONS) + ["prelu", "star_relu"]})
