@@ -367,3 +367,119 @@ def _a1(d):
     t["expected/prelu"] = torch.where(x >= 0, x, alpha * x)
     t["expected/star_relu"] = gain * torch.relu(x) ** 2 + bias
     return g.Case(t, {"names": list(ACTIVATIONS) + ["prelu", "star_relu"]})
+
+
+# ---- windows ----------------------------------------------------------------------------------------
+
+
+def block_windows(x, wh, ww):
+    b, h, w, c = x.shape
+    return x.reshape(b, h // wh, wh, w // ww, ww, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, wh, ww, c)
+
+
+def grid_windows(x, wh, ww):
+    b, h, w, c = x.shape
+    return x.reshape(b, wh, h // wh, ww, w // ww, c).permute(0, 2, 4, 1, 3, 5).reshape(-1, wh, ww, c)
+
+
+def swin_mask(hp, wp, wh, ww, sh, sw):
+    """The official Swin construction: label slices, partition, compare."""
+    img = torch.zeros(1, hp, wp, 1, dtype=torch.float64)
+    cnt = 0
+    for hs in (slice(0, hp - wh), slice(hp - wh, hp - sh), slice(hp - sh, hp)):
+        for ws in (slice(0, wp - ww), slice(wp - ww, wp - sw), slice(wp - sw, wp)):
+            img[:, hs, ws, :] = cnt
+            cnt += 1
+    mw = block_windows(img, wh, ww).reshape(-1, wh * ww)
+    diff = mw[:, None, :] - mw[:, :, None]
+    return torch.where(diff != 0, torch.full_like(diff, -100.0), torch.zeros_like(diff))
+
+
+@g.case("ops_window", "pad_partition_shift_mask")
+def _w1(d):
+    x = d.uniform(2, 5, 7, 3)
+    ws = 3
+    wh, ww = min(ws, 5), min(ws, 7)
+    ph, pw = -(-5 // wh), -(-7 // ww)
+    padded = F.pad(x, (0, 0, 0, pw * ww - 7, 0, ph * wh - 5))
+    sh = sw = int(wh * 0.5)
+    shifted = torch.roll(padded, shifts=(-sh, -sw), dims=(1, 2))
+    t = {"input/x": x, "expected/padded": padded, "expected/windows": block_windows(padded, wh, ww),
+         "expected/grid_windows": grid_windows(padded, wh, ww), "expected/shifted": shifted,
+         "expected/mask": swin_mask(ph * wh, pw * ww, wh, ww, sh, sw)}
+    return g.Case(t, {"window_size": ws, "shift": sh})
+
+
+@g.case("ops_window", "rect_window_mask")
+def _w2(d):
+    x = d.uniform(1, 8, 12, 2)
+    wh, ww, sh, sw = 4, 3, 2, 1
+    t = {"input/x": x, "expected/windows": block_windows(x, wh, ww), "expected/grid_windows": grid_windows(x, wh, ww),
+         "expected/shifted": torch.roll(x, shifts=(-sh, -sw), dims=(1, 2)),
+         "expected/mask": swin_mask(8, 12, wh, ww, sh, sw)}
+    return g.Case(t, {"window_size": [wh, ww], "shift": [sh, sw]})
+
+
+# ---- resize -----------------------------------------------------------------------------------------
+
+
+@g.case("ops_resize", "bilinear_and_nearest")
+def _r1(d):
+    x = d.uniform(2, 5, 7, 3)
+    t = {"input/x": x}
+    sizes = [(8, 4), (3, 10), (5, 7), (1, 1), (11, 13)]
+    for h, w in sizes:
+        t[f"expected/bilinear_{h}x{w}"] = nhwc(F.interpolate(nchw(x), size=(h, w), mode="bilinear",
+                                                             align_corners=False, antialias=False))
+        t[f"expected/nearest_{h}x{w}"] = nhwc(F.interpolate(nchw(x), size=(h, w), mode="nearest-exact"))
+    return g.Case(t, {"sizes": [list(s) for s in sizes]})
+
+
+# ---- patches ----------------------------------------------------------------------------------------
+
+
+def unfold_nhwc(x, k, s, rates, same):
+    b, h, w, c = x.shape
+    p = k // 2 if same else 0
+    u = F.unfold(nchw(x), k, dilation=tuple(rates), padding=p, stride=s)  # [B, C·k·k, L], order (c, a, b)
+    hp, wp = h + 2 * p, w + 2 * p
+    ho = (hp - rates[0] * (k - 1) - 1) // s + 1
+    wo = (wp - rates[1] * (k - 1) - 1) // s + 1
+    return u.reshape(b, c, k, k, ho, wo).permute(0, 4, 5, 2, 3, 1).reshape(b, ho, wo, k * k * c)
+
+
+@g.case("ops_patches", "extract")
+def _e1(d):
+    x = d.uniform(2, 7, 8, 3)
+    cases = [(3, 2, (1, 1), True), (3, 1, (2, 2), True), (2, 2, (1, 1), False), (3, 2, (2, 1), False),
+             (4, 3, (1, 2), True)]
+    t = {"input/x": x}
+    for k, s, r, same in cases:
+        t[f"expected/k{k}_s{s}_r{r[0]}x{r[1]}_{'same' if same else 'valid'}"] = unfold_nhwc(x, k, s, r, same)
+    return g.Case(t, {"cases": [[k, s, list(r), same] for k, s, r, same in cases]})
+
+
+def fold_nhwc(p, k, s, r, pad, out):
+    b, hh, ww, kkc = p.shape
+    c = kkc // (k * k)
+    cols = p.reshape(b, hh * ww, k, k, c).permute(0, 4, 2, 3, 1).reshape(b, c * k * k, hh * ww)
+    return nhwc(F.fold(cols, out, k, dilation=r, padding=pad, stride=s))
+
+
+@g.case("ops_patches", "fold")
+def _f1(d):
+    t = {}
+    cases = []
+    for name, (hh, ww, k, s, r, pad, out) in {
+        "k3_s2_pad1_auto": (4, 4, 3, 2, 1, 1, None),
+        "k2_s2_pad1_7x7": (4, 4, 2, 2, 1, 1, (7, 7)),
+        "k3_s1_pad1_beyond_keras": (5, 6, 3, 1, 1, 1, (5, 6)),
+        "k3_s3_r2_nopad": (3, 2, 3, 3, 2, 0, None),
+    }.items():
+        p = d.uniform(2, hh, ww, k * k * 2)
+        ch, cw = (hh - 1) * s + r * (k - 1) + 1 + pad, (ww - 1) * s + r * (k - 1) + 1 + pad
+        size = out if out is not None else (ch - 2 * pad, cw - 2 * pad)
+        t[f"input/{name}"] = p
+        t[f"expected/{name}"] = fold_nhwc(p, k, s, r, pad, size)
+        cases.append([name, k, s, r, pad, -1 if out is None else out[0], -1 if out is None else out[1]])
+    return g.Case(t, {"cases": cases})
