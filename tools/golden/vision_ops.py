@@ -483,3 +483,32 @@ def _f1(d):
         t[f"expected/{name}"] = fold_nhwc(p, k, s, r, pad, size)
         cases.append([name, k, s, r, pad, -1 if out is None else out[0], -1 if out is None else out[1]])
     return g.Case(t, {"cases": cases})
+
+
+# ---- relative positions -----------------------------------------------------------------------------
+
+
+@g.case("ops_relpos", "raster_gather")
+def _rp1(d):
+    """Swin's construction (meshgrid, pairwise differences) and a gather into [heads, N, N]."""
+    h, w, heads = 3, 4, 2
+    coords = torch.stack(torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")).flatten(1)  # [2, N]
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)  # query - key
+    index = (rel[..., 0] + h - 1) * (2 * w - 1) + (rel[..., 1] + w - 1)
+    r = (2 * h - 1) * (2 * w - 1)
+    table = d.uniform(r, heads)  # Swin layout [R, heads]
+    bias = table[index.flatten()].reshape(h * w, h * w, heads).permute(2, 0, 1)
+    return g.Case({"input/table": table, "expected/index": index.to(torch.float64), "expected/bias": bias},
+                  {"height": h, "width": w, "heads": heads})
+
+
+# ---- DFT --------------------------------------------------------------------------------------------
+
+
+@g.case("ops_dft", "rows_and_fnet_mix")
+def _f2(d):
+    x = d.uniform(2, 12, 10)
+    rows = d.uniform(5, 15)
+    spec = torch.fft.fft(rows, dim=-1)
+    return g.Case({"input/x": x, "input/rows": rows, "expected/mix": torch.fft.fft2(x, dim=(-2, -1)).real,
+                   "expected/re": spec.real, "expected/im": spec.imag}, {})
