@@ -15,9 +15,11 @@
 ///   matrices `C[j, k] = cos(2π·(jk mod n)/n)`, `S[j, k] = sin(...)` (angles reduced exactly, so entries
 ///   are correctly rounded): dft_rows is `re = x·C`, `im = −x·S`; fourier_mix is
 ///   `Y = C_N·(X·C_D) − S_N·(X·S_D)`, 4·N·D·(N + D) flops per sample against the FFT's O(N·D·log(N·D)).
-/// - `automatic` (the default) = `fft`: measured in benchmarks/bench_dft.cpp at (N, D) = (512, 768) and
-///   (4096, 512) on AVX-512, one thread, the FFT path was faster at both sizes (see that file for the
-///   numbers); the GEMM's O(N + D) work per value loses to O(log) even at attn's GEMM speed.
+/// - `automatic` (the default) = `fft`: measured with benchmarks/bench_dft.cpp (fp32, B = 1, AVX-512
+///   machine, one thread, busy shared host) the FFT took 25-29 ms against the GEMM's 49-51 ms at
+///   (N, D) = (512, 768), and 148-157 ms against 1.10-1.14 s at (4096, 512): the GEMM form does
+///   4·N·D·(N + D) flops (2.0 and 38.7 GFLOP), about 50x and 180x the FFT's ~5·N·D·log2(N·D), which
+///   attn's GEMM speed cannot make up. The GEMM path stays for checking and for tiny sizes.
 ///
 /// Accuracy: both paths are within a few ulps × log(n) (FFT) or × sqrt(n) (GEMM) of the exact transform.
 /// Rows (dft_rows, FFT row pass) and columns (FFT column pass) are tasks on attn's pool with per-task FFT

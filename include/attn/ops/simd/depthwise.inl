@@ -61,6 +61,42 @@ ATTN_KTARGET inline void depthwise_output(const T* xb, Index wi, Index c, const 
   }
 }
 
+/// Four interior outputs ox .. ox + 3 of a depthwise row (every kernel column inside the image), channels
+/// [0, c0) in blocks of 2 registers; returns c0 (the caller finishes [c0, c) output by output).
+template <class T>
+ATTN_KTARGET inline Index depthwise_interior4(const T* xb, Index wi, Index c, const T* kernel, Index kw,
+                                              const Index* ti, const Index* tiy, Index nt, Index ox, Index sw,
+                                              Index dw, Index pl, const T* bias, T* yrow) {
+  using V = Vec<T>;
+  using P = typename V::P;
+  constexpr Index W = V::W;
+  const Index ix0 = ox * sw - pl;
+  T* yo = yrow + ox * c;
+  const Index xs = sw * c;  // next output's input column
+  Index c0 = 0;
+  for (; c0 + 2 * W <= c; c0 += 2 * W) {
+    P a[4][2];
+    for (int q = 0; q < 4; ++q)
+      for (int v = 0; v < 2; ++v) a[q][v] = bias ? V::load(bias + c0 + v * W) : V::zero();
+    for (Index t = 0; t < nt; ++t) {
+      const T* xr = xb + (tiy[t] * wi + ix0) * c + c0;
+      const T* kr = kernel + ti[t] * kw * c + c0;
+      for (Index j = 0; j < kw; ++j) {
+        const T* xp = xr + j * dw * c;
+        const P k0 = V::load(kr + j * c), k1 = V::load(kr + j * c + W);
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; ++q) {
+          a[q][0] = V::fmadd(V::load(xp + q * xs), k0, a[q][0]);
+          a[q][1] = V::fmadd(V::load(xp + q * xs + W), k1, a[q][1]);
+        }
+      }
+    }
+    for (int q = 0; q < 4; ++q)
+      for (int v = 0; v < 2; ++v) V::store(yo + q * c + c0 + v * W, a[q][v]);
+  }
+  return c0;
+}
+
 /// One output row of a depthwise convolution: y[ox, c] = bias[c] + Σ_taps x[iy_t, ox·sw − pl + j·dw, c] ·
 /// k[i_t, j, c], channels vectorised. Every element is the same chain of fused multiply-adds in tap order
 /// (rows t, then columns j) starting from the bias, whichever thread runs the row and whichever path
@@ -69,45 +105,15 @@ template <class T>
 ATTN_KTARGET inline void depthwise_row(const T* xb, Index wi, Index c, const T* kernel, Index kw, const Index* ti,
                                        const Index* tiy, Index nt, Index wo, Index sw, Index dw, Index pl,
                                        const T* bias, T* yrow) {
-  using V = Vec<T>;
-  using P = typename V::P;
-  constexpr Index W = V::W;
   // Interior outputs (every kernel column inside the image) four at a time: one kernel load feeds four
   // fused multiply-adds (2 registers of channels x 4 outputs = 8 accumulators).
   const Index ox_lo = std::min<Index>(wo, (pl + sw - 1) / sw);  // first ox with ox·sw − pl >= 0
   const Index last = wi - 1 - (kw - 1) * dw + pl;              // ox·sw <= last: last column inside
   const Index ox_hi = last < 0 ? ox_lo : std::max<Index>(ox_lo, std::min<Index>(wo, last / sw + 1));
-  const auto interior4 = [&](Index ox) {
-    const Index ix0 = ox * sw - pl;
-    T* yo = yrow + ox * c;
-    const Index xs = sw * c;  // next output's input column
-    Index c0 = 0;
-    for (; c0 + 2 * W <= c; c0 += 2 * W) {
-      P a[4][2];
-      for (int q = 0; q < 4; ++q)
-        for (int v = 0; v < 2; ++v) a[q][v] = bias ? V::load(bias + c0 + v * W) : V::zero();
-      for (Index t = 0; t < nt; ++t) {
-        const T* xr = xb + (tiy[t] * wi + ix0) * c + c0;
-        const T* kr = kernel + ti[t] * kw * c + c0;
-        for (Index j = 0; j < kw; ++j) {
-          const T* xp = xr + j * dw * c;
-          const P k0 = V::load(kr + j * c), k1 = V::load(kr + j * c + W);
-#pragma GCC unroll 4
-          for (int q = 0; q < 4; ++q) {
-            a[q][0] = V::fmadd(V::load(xp + q * xs), k0, a[q][0]);
-            a[q][1] = V::fmadd(V::load(xp + q * xs + W), k1, a[q][1]);
-          }
-        }
-      }
-      for (int q = 0; q < 4; ++q)
-        for (int v = 0; v < 2; ++v) V::store(yo + q * c + c0 + v * W, a[q][v]);
-    }
-    return c0;  // channels done; the caller finishes [c0, c) output by output
-  };
   for (Index ox = 0; ox < wo; ++ox) {
     Index done = 0;
     if (ox >= ox_lo && ox + 4 <= ox_hi) {
-      done = interior4(ox);
+      done = depthwise_interior4(xb, wi, c, kernel, kw, ti, tiy, nt, ox, sw, dw, pl, bias, yrow);
       if (done == c) {
         ox += 3;
         continue;
