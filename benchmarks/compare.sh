@@ -16,6 +16,9 @@
 #   TORCH_LD_LIBRARY_PATH  library path for the libtorch run only (e.g. another BLAS)
 #   JOBS        build parallelism (default 2)
 #   ATTN_SIMD   attn's SIMD level (generic, avx2, avx512; default: the best the CPU has)
+#   WHAT        attention, conv or all (default): conv runs attn_bench_conv and attn_bench_torch_conv
+#               (conv2d 3x3 56x56x64->64 and 14x14x256->256, depthwise 7x7 56x56x96, B = 8) and prints
+#               attn / libtorch / the same-size GEMM with ratios
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build-bench}
@@ -23,18 +26,71 @@ filter=${FILTER:-.}
 min_time=${MIN_TIME:-0.05}
 reps=${REPS:-1}
 jobs=${JOBS:-2}
+what=${WHAT:-all}
 
 # shellcheck disable=SC2086
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DATTN_BUILD_BENCHMARKS=ON \
   -DATTN_BUILD_TESTS=OFF -DATTN_BUILD_EXAMPLES=OFF -DATTN_HEADER_CHECK=OFF ${CMAKE_ARGS:-} >/dev/null
-targets=(attn_bench_attention)
+targets=()
+[ "$what" != conv ] && targets+=(attn_bench_attention)
+[ "$what" != attention ] && targets+=(attn_bench_conv)
 if [ -n "$(cmake --build "$build" --target help | grep -o '^attn_bench_torch' || true)" ]; then
-  targets+=(attn_bench_torch)
+  [ "$what" != conv ] && targets+=(attn_bench_torch)
+  [ "$what" != attention ] && targets+=(attn_bench_torch_conv)
 fi
 cmake --build "$build" -j "$jobs" --target "${targets[@]}" >/dev/null
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+
+if [ "$what" != attention ]; then
+  echo "running attn_bench_conv ..." >&2
+  "$build/benchmarks/attn_bench_conv" --benchmark_min_time="$min_time" --benchmark_repetitions="$reps" \
+    --benchmark_out="$out/attn_conv.json" --benchmark_out_format=json >&2
+  if [ -x "$build/benchmarks/attn_bench_torch_conv" ]; then
+    echo "running attn_bench_torch_conv ..." >&2
+    LD_LIBRARY_PATH="${TORCH_LD_LIBRARY_PATH:-${LD_LIBRARY_PATH:-}}" \
+      "$build/benchmarks/attn_bench_torch_conv" --benchmark_min_time="$min_time" --benchmark_repetitions="$reps" \
+      --benchmark_out="$out/torch_conv.json" --benchmark_out_format=json >&2
+  fi
+  python3 - "$out" <<'EOF'
+import json, os, re, sys
+
+out = sys.argv[1]
+names = {0: "conv 3x3 56x56x64->64", 1: "conv 3x3 14x14x256->256", 2: "depthwise 7x7 56x56x96"}
+rows = {}  # (shape, threads) -> {impl: (ms, gflops)}
+for name in ("attn_conv.json", "torch_conv.json"):
+    path = os.path.join(out, name)
+    if not os.path.exists(path):
+        continue
+    for b in json.load(open(path))["benchmarks"]:
+        m = re.match(r"BM_(\w+)/shape:(\d+)/threads:(\d+)", b["name"])
+        if not m or b.get("run_type", "iteration") != "iteration" or b.get("error_occurred"):
+            continue
+        ms = b["real_time"] * {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b["time_unit"]]
+        key = (int(m.group(2)), int(m.group(3)))
+        best = rows.setdefault(key, {}).get(m.group(1))
+        if best is None or ms < best[0]:
+            rows[key][m.group(1)] = (ms, b.get("GFLOPS", 0.0))
+
+def cell(v, fmt):
+    return "—" if v is None else fmt.format(v)
+
+print("| shape (B = 8) | threads | attn ms | attn GFLOP/s | libtorch ms | libtorch GFLOP/s | libtorch / attn "
+      "| same-size GEMM GFLOP/s | attn / GEMM |")
+print("|---|---|---|---|---|---|---|---|---|")
+for key in sorted(rows):
+    r = rows[key]
+    a, t, g = r.get("attn"), r.get("torch"), r.get("gemm")
+    print("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+        names.get(key[0], key[0]), key[1], cell(a and a[0], "{:.2f}"), cell(a and a[1], "{:.1f}"),
+        cell(t and t[0], "{:.2f}"), cell(t and t[1], "{:.1f}"),
+        cell(a and t and t[0] / a[0], "{:.2f}x"), cell(g and g[1], "{:.1f}"),
+        cell(a and g and a[1] / g[1], "{:.2f}")))
+print()
+EOF
+fi
+[ "$what" = conv ] && exit 0
 echo "running attn_bench_attention (filter '$filter', min_time $min_time) ..." >&2
 "$build/benchmarks/attn_bench_attention" --benchmark_filter="$filter" --benchmark_min_time="$min_time" \
   --benchmark_repetitions="$reps" --benchmark_out="$out/attn.json" --benchmark_out_format=json >&2

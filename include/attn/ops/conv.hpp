@@ -1,0 +1,341 @@
+/// \file
+/// 2-D convolution (cross-correlation, as Keras's Conv2D and PyTorch's conv2d) on channels-last images,
+/// general grouped and depthwise, in float and double.
+///
+///   conv2d:           x `[B, H, W, C_in]`, kernel `[kh, kw, C_in/groups, C_out]` (Keras layout),
+///                     bias `[C_out]` or none  →  y `[B, H_out, W_out, C_out]`
+///   depthwise_conv2d: x `[B, H, W, C]`, kernel `[kh, kw, C, mult]` (Keras DepthwiseConv2D layout,
+///                     depth multiplier `mult`), bias `[C·mult]` or none  →  y `[B, H_out, W_out, C·mult]`,
+///                     output channel `c·mult + m` = input channel `c` convolved with kernel[:, :, c, m]
+///
+///   y[b, oy, ox, o] = bias[o] + Σ_{i, j, ci} x[b, oy·sh − top + i·dh, ox·sw − left + j·dw, g·C_in/groups + ci]
+///                                              · kernel[i, j, ci, o]      (g = o / (C_out/groups))
+/// with zeros outside the image. Padding (`valid`, Keras `same`, KCAM's `torch_same`, explicit pairs),
+/// strides and dilation follow ops/padding.hpp (spec kcam_attention_layers.md §1.2 and its errata).
+/// With `groups`, input and output channels are cut into `groups` contiguous chunks and output chunk g
+/// sees input chunk g only. A grouped conv with groups == C_in has the depthwise kernel layout
+/// (`[kh, kw, 1, C_in·mult]` is `[kh, kw, C_in, mult]` in memory) and runs on the depthwise kernel.
+///
+/// Algorithm. Dense and grouped convolutions are matrix products through attn's GEMM kernels
+/// (ops/kernels.hpp): the output rows (pixels) are cut into tiles of a fixed height chosen from the
+/// problem shape alone; per tile and group, the im2col rows `[tile, kh·kw·C_in/groups]` are gathered
+/// into a per-thread scratch buffer and multiplied by the kernel read in place (the Keras layout is the
+/// im2col column order, (i, j, ci)). A 1×1, stride-1, unpadded, ungrouped convolution reads the input
+/// in place. Depthwise convolutions run a direct kernel per output row, vectorised over channels
+/// (AVX-512 / AVX2 through run-time dispatch, ops/simd/depthwise.inl; generic C++ otherwise); a depth
+/// multiplier above 1 first repeats every input channel `mult` times (one temporary of `mult`× the
+/// input). Tiles and rows are tasks on attn's pool (core/parallel.hpp); a task computes the same values
+/// on any thread, so results are bit-identical for every thread count.
+///
+/// Speed (benchmarks/bench_conv.cpp against libtorch 1.13's conv2d, `WHAT=conv bash benchmarks/compare.sh`):
+/// on a busy shared 2-core AVX-512 host, fp32, B = 8, one thread, attn ran at 67 / 72 GFLOP/s (conv 3x3
+/// 56x56x64→64 / 14x14x256→256, at the speed of attn's GEMM of the same size) and 26 GFLOP/s (depthwise
+/// 7x7 56x56x96), libtorch (oneDNN) at 100 / 96 / 40: attn is 0.67x-0.75x of libtorch at one thread;
+/// at two threads on that host libtorch dropped to 41 / 45 / 12 GFLOP/s (attn 1.6x-2.0x faster).
+///
+/// Errors: ShapeError for a non-rank-4 input or kernel, a kernel whose input channels do not match, a
+/// bias of the wrong length, or a kernel larger than the padded image; ConfigError for strides or
+/// dilation below 1, `groups` below 1 or not dividing C_in and C_out, negative explicit pads. Messages
+/// start with `Conv2dOptions::layer` (default "conv2d" / "depthwise_conv2d").
+///
+/// Sources: Keras Conv2D / DepthwiseConv2D; the im2col lowering of Chellapilla et al. (2006).
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "attn/core/error.hpp"
+#include "attn/core/parallel.hpp"
+#include "attn/core/scratch.hpp"
+#include "attn/core/simd.hpp"
+#include "attn/core/tensor.hpp"
+#include "attn/ops/kernels.hpp"
+#include "attn/ops/padding.hpp"
+
+#if ATTN_SIMD_DISPATCH
+namespace attn::ops::x86 {
+namespace avx2 {
+#define ATTN_KTARGET ATTN_TARGET_AVX2
+#include "attn/ops/simd/depthwise.inl"
+#undef ATTN_KTARGET
+}  // namespace avx2
+namespace avx512 {
+#define ATTN_KTARGET ATTN_TARGET_AVX512
+#include "attn/ops/simd/depthwise.inl"
+#undef ATTN_KTARGET
+}  // namespace avx512
+}  // namespace attn::ops::x86
+#endif
+
+namespace attn::ops {
+
+/// Options of conv2d / depthwise_conv2d.
+struct Conv2dOptions {
+  std::array<Index, 2> strides{1, 1};        ///< (height, width)
+  std::array<Index, 2> dilation_rate{1, 1};  ///< (height, width)
+  Index groups = 1;                          ///< conv2d only; must divide C_in and C_out
+  Padding2d padding = Padding2d::valid();
+  std::string_view layer{};  ///< named in error messages; empty: "conv2d" / "depthwise_conv2d"
+};
+
+namespace detail {
+
+/// Portable depthwise row kernel (see ops/simd/depthwise.inl for the contract).
+template <class T>
+void depthwise_row_generic(const T* xb, Index wi, Index c, const T* kernel, Index kw, const Index* ti,
+                           const Index* tiy, Index nt, Index wo, Index sw, Index dw, Index pl, const T* bias,
+                           T* yrow) {
+  for (Index ox = 0; ox < wo; ++ox) {
+    const Index ix0 = ox * sw - pl;
+    const Index j0 = ix0 >= 0 ? 0 : (-ix0 + dw - 1) / dw;
+    const Index j1 = wi - 1 - ix0 < 0 ? 0 : std::min<Index>(kw, (wi - 1 - ix0) / dw + 1);
+    const Index nj = std::max<Index>(0, j1 - j0);
+    const Index xoff = nj > 0 ? (ix0 + j0 * dw) * c : 0;
+    const Index jk = nj > 0 ? j0 : 0;
+    T* yo = yrow + ox * c;
+    if (bias != nullptr) std::copy(bias, bias + c, yo);
+    else std::fill(yo, yo + c, T(0));
+    for (Index t = 0; t < nt; ++t) {
+      const T* xr = xb + tiy[t] * wi * c + xoff;
+      const T* kr = kernel + (ti[t] * kw + jk) * c;
+      for (Index j = 0; j < nj; ++j) {
+        const T* xp = xr + j * dw * c;
+        const T* kp = kr + j * c;
+        for (Index ch = 0; ch < c; ++ch) yo[ch] += xp[ch] * kp[ch];
+      }
+    }
+  }
+}
+
+template <class T>
+using DepthwiseRow = void (*)(const T*, Index, Index, const T*, Index, const Index*, const Index*, Index, Index,
+                              Index, Index, Index, const T*, T*);
+
+template <class T>
+DepthwiseRow<T> depthwise_row_kernel() {
+#if ATTN_SIMD_DISPATCH
+  switch (simd()) {
+    case Simd::avx512: return &x86::avx512::depthwise_row<T>;
+    case Simd::avx2: return &x86::avx2::depthwise_row<T>;
+    case Simd::generic: break;
+  }
+#endif
+  return &depthwise_row_generic<T>;
+}
+
+/// Depthwise convolution with multiplier 1 on contiguous data: x [B, H, W, C], kernel [kh, kw, C],
+/// y [B, oh, ow, C]. One task per output row.
+template <class T>
+void depthwise_run(const T* x, Index batch, Index c, const Geometry2d& g, const T* kernel, const T* bias, T* y) {
+  const DepthwiseRow<T> row = depthwise_row_kernel<T>();
+  const Index rows = batch * g.out_h;
+  parallel_for_dynamic(rows, [&](std::int64_t task) {
+    const Index b = static_cast<Index>(task) / g.out_h, oy = static_cast<Index>(task) % g.out_h;
+    Index ti[64], tiy[64];  // valid kernel rows of this output row (chunks of 64 for huge kernels)
+    const T* xb = x + b * g.in_h * g.in_w * c;
+    T* yrow = y + (b * g.out_h + oy) * g.out_w * c;
+    Index nt = 0;
+    bool first = true;
+    const auto flush = [&] {
+      // later chunks accumulate onto the row written by the first one (bias counted once)
+      if (first) {
+        row(xb, g.in_w, c, kernel, g.kw, ti, tiy, nt, g.out_w, g.sw, g.dw, g.left, bias, yrow);
+        first = false;
+      } else {
+        ScratchFrame frame;
+        T* part = frame.get<T>(g.out_w * c);
+        row(xb, g.in_w, c, kernel, g.kw, ti, tiy, nt, g.out_w, g.sw, g.dw, g.left, nullptr, part);
+        for (Index q = 0; q < g.out_w * c; ++q) yrow[q] += part[q];
+      }
+      nt = 0;
+    };
+    for (Index i = 0; i < g.kh; ++i) {
+      const Index iy = oy * g.sh - g.top + i * g.dh;
+      if (iy < 0 || iy >= g.in_h) continue;
+      ti[nt] = i;
+      tiy[nt] = iy;
+      if (++nt == 64) flush();
+    }
+    if (nt > 0 || first) flush();
+  });
+}
+
+/// im2col rows [r0, r1) of group `grp` into a (row-major, K = kh·kw·cg columns).
+template <class T>
+void im2col_rows(const T* x, Index cin, Index cg, Index grp, const Geometry2d& g, Index r0, Index r1, T* a) {
+  const Index K = g.kh * g.kw * cg;
+  const Index per_image = g.out_h * g.out_w;
+  for (Index r = r0; r < r1; ++r) {
+    const Index b = r / per_image, p = r % per_image;
+    const Index oy = p / g.out_w, ox = p % g.out_w;
+    T* dst = a + (r - r0) * K;
+    for (Index i = 0; i < g.kh; ++i) {
+      const Index iy = oy * g.sh - g.top + i * g.dh;
+      if (iy < 0 || iy >= g.in_h) {
+        std::fill_n(dst, g.kw * cg, T(0));
+        dst += g.kw * cg;
+        continue;
+      }
+      const T* xrow = x + ((b * g.in_h + iy) * g.in_w) * cin + grp * cg;
+      for (Index j = 0; j < g.kw; ++j, dst += cg) {
+        const Index ix = ox * g.sw - g.left + j * g.dw;
+        if (ix < 0 || ix >= g.in_w) std::fill_n(dst, cg, T(0));
+        else std::copy_n(xrow + ix * cin, cg, dst);
+      }
+    }
+  }
+}
+
+inline std::string_view conv_layer(const Conv2dOptions& o, std::string_view fallback) {
+  return o.layer.empty() ? fallback : o.layer;
+}
+
+}  // namespace detail
+
+/// Geometry of conv2d on `x_shape` `[B, H, W, C_in]` with `kernel_shape` `[kh, kw, C_in/groups, C_out]`:
+/// checks everything conv2d checks and returns the resolved padding and output size.
+inline Geometry2d conv2d_geometry(const Shape& x_shape, const Shape& kernel_shape, const Conv2dOptions& o) {
+  const std::string_view layer = detail::conv_layer(o, "conv2d");
+  check_image(layer, "input", x_shape);
+  if (kernel_shape.size() != 4)
+    throw ShapeError(fmt::format("{}: kernel must have rank 4 [kh, kw, in_channels/groups, out_channels], got "
+                                 "shape {}",
+                                 layer, shape_str(kernel_shape)));
+  const Index cin = x_shape[3], cout = kernel_shape[3];
+  if (o.groups < 1)
+    throw ConfigError(fmt::format("{}: groups must be positive, got {}", layer, o.groups), std::string(layer),
+                      "groups");
+  if (cin % o.groups != 0 || cout % o.groups != 0)
+    throw ConfigError(fmt::format("{}: groups ({}) must divide the input channels ({}) and the output channels "
+                                  "({})",
+                                  layer, o.groups, cin, cout),
+                      std::string(layer), "groups");
+  if (kernel_shape[2] != cin / o.groups)
+    throw ShapeError(fmt::format("{}: kernel must have shape [{}, {}, {}, {}] (in_channels / groups = {} / {}), "
+                                 "got {}",
+                                 layer, kernel_shape[0], kernel_shape[1], cin / o.groups, cout, cin, o.groups,
+                                 shape_str(kernel_shape)));
+  return window_geometry(layer, x_shape[1], x_shape[2], kernel_shape[0], kernel_shape[1], o.strides,
+                         o.dilation_rate, o.padding);
+}
+
+/// Depthwise convolution on raw row-major data (shapes as in the file comment); y must hold
+/// `[B, out_h, out_w, C·mult]` and must not alias x. Returns the geometry.
+template <class T>
+Geometry2d depthwise_conv2d(const T* x, const Shape& x_shape, const T* kernel, const Shape& kernel_shape,
+                            const T* bias, Index bias_size, T* y, const Conv2dOptions& o) {
+  const std::string_view layer = detail::conv_layer(o, "depthwise_conv2d");
+  check_image(layer, "input", x_shape);
+  if (kernel_shape.size() != 4 || kernel_shape[2] != x_shape[3])
+    throw ShapeError(fmt::format("{}: kernel must have shape [kh, kw, {}, depth_multiplier] (input channels {}), "
+                                 "got {}",
+                                 layer, x_shape[3], x_shape[3], shape_str(kernel_shape)));
+  const Index B = x_shape[0], C = x_shape[3], mult = kernel_shape[3], co = C * mult;
+  if (bias != nullptr && bias_size != co)
+    throw ShapeError(fmt::format("{}: bias must have shape [{}], got [{}]", layer, co, bias_size));
+  const Geometry2d g = window_geometry(layer, x_shape[1], x_shape[2], kernel_shape[0], kernel_shape[1], o.strides,
+                                       o.dilation_rate, o.padding);
+  if (B == 0 || co == 0) return g;
+  if (mult == 1) {
+    detail::depthwise_run(x, B, C, g, kernel, bias, y);
+    return g;
+  }
+  // repeat each input channel `mult` times: channel c·mult + m of xr is channel c of x
+  std::vector<T> xr(static_cast<std::size_t>(B * g.in_h * g.in_w * co));
+  const Index pixels = B * g.in_h * g.in_w;
+  parallel_for((pixels + 1023) / 1024, [&](std::int64_t t) {
+    const Index p0 = static_cast<Index>(t) * 1024, p1 = std::min(pixels, p0 + 1024);
+    for (Index p = p0; p < p1; ++p)
+      for (Index c = 0; c < C; ++c) std::fill_n(xr.data() + p * co + c * mult, mult, x[p * C + c]);
+  });
+  detail::depthwise_run(xr.data(), B, co, g, kernel, bias, y);
+  return g;
+}
+
+/// Convolution on raw row-major data (shapes as in the file comment); y must hold
+/// `[B, out_h, out_w, C_out]` and must not alias x. Returns the geometry.
+template <class T>
+Geometry2d conv2d(const T* x, const Shape& x_shape, const T* kernel, const Shape& kernel_shape, const T* bias,
+                  Index bias_size, T* y, const Conv2dOptions& o) {
+  const std::string_view layer = detail::conv_layer(o, "conv2d");
+  const Geometry2d g = conv2d_geometry(x_shape, kernel_shape, o);
+  const Index B = x_shape[0], cin = x_shape[3], cout = kernel_shape[3];
+  if (bias != nullptr && bias_size != cout)
+    throw ShapeError(fmt::format("{}: bias must have shape [{}], got [{}]", layer, cout, bias_size));
+  const Index groups = o.groups, cg = cin / groups, og = cout / groups;
+  const Index M = B * g.out_h * g.out_w;
+  if (M == 0 || cout == 0) return g;
+  if (groups > 1 && groups == cin) {  // the depthwise layout: [kh, kw, 1, C·mult] == [kh, kw, C, mult]
+    Conv2dOptions od = o;
+    od.layer = layer;
+    od.groups = 1;
+    return depthwise_conv2d(x, x_shape, kernel, {kernel_shape[0], kernel_shape[1], cin, og}, bias, bias_size, y, od);
+  }
+  const Index K = g.kh * g.kw * cg;
+  const Kernels<T>& kern = kernels<T>();
+  // Bias first, then C += A·B: every element is bias + the kernel's k-ordered sum, whatever the tiling.
+  const auto init_rows = [&](Index r0, Index r1, Index grp) {
+    for (Index r = r0; r < r1; ++r) {
+      T* yr = y + r * cout + grp * og;
+      if (bias != nullptr) std::copy_n(bias + grp * og, og, yr);
+      else std::fill_n(yr, og, T(0));
+    }
+  };
+  const bool in_place = groups == 1 && g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.top == 0 &&
+                        g.bottom == 0 && g.left == 0 && g.right == 0;
+  // Tile height from the shape only: an im2col tile of about 256 KiB, 48..384 rows (a multiple of the
+  // register tiles of every level).
+  const Index budget = (Index(256) << 10) / static_cast<Index>(sizeof(T));
+  const Index tile = std::clamp<Index>(budget / std::max<Index>(K, 1) / 48 * 48, 48, 384);
+  const Index tiles = (M + tile - 1) / tile;
+  parallel_for_dynamic(tiles * groups, [&](std::int64_t task) {
+    const Index t = static_cast<Index>(task) / groups, grp = static_cast<Index>(task) % groups;
+    const Index r0 = t * tile, r1 = std::min(M, r0 + tile);
+    init_rows(r0, r1, grp);
+    if (K == 0) return;
+    T* c = y + r0 * cout + grp * og;
+    if (in_place) {
+      kern.gemm(r1 - r0, og, K, x + r0 * cin, cin, kernel, cout, false, c, cout, true, false);
+      return;
+    }
+    ScratchFrame frame;
+    T* a = frame.get<T>((r1 - r0) * K);
+    detail::im2col_rows(x, cin, cg, grp, g, r0, r1, a);
+    kern.gemm(r1 - r0, og, K, a, K, kernel + grp * og, cout, false, c, cout, true, false);
+  });
+  return g;
+}
+
+/// conv2d on tensors: x `[B, H, W, C_in]`, kernel `[kh, kw, C_in/groups, C_out]`, bias `[C_out]` or null.
+template <class T, class X, class K>
+  requires TensorOf<X, T, 4> && TensorOf<K, T, 4>
+Tensor<T, 4> conv2d(const X& x, const K& kernel, const T* bias, Index bias_size, const Conv2dOptions& o = {}) {
+  const Shape xs = shape_of(x), ks = shape_of(kernel);
+  const Geometry2d g = conv2d_geometry(xs, ks, o);
+  Tensor<T, 4> y(xs[0], g.out_h, g.out_w, ks[3]);
+  conv2d<T>(x.data(), xs, kernel.data(), ks, bias, bias_size, y.data(), o);
+  return y;
+}
+
+/// depthwise_conv2d on tensors: x `[B, H, W, C]`, kernel `[kh, kw, C, mult]`, bias `[C·mult]` or null.
+template <class T, class X, class K>
+  requires TensorOf<X, T, 4> && TensorOf<K, T, 4>
+Tensor<T, 4> depthwise_conv2d(const X& x, const K& kernel, const T* bias, Index bias_size,
+                              const Conv2dOptions& o = {}) {
+  const Shape xs = shape_of(x), ks = shape_of(kernel);
+  const std::string_view layer = detail::conv_layer(o, "depthwise_conv2d");
+  check_image(layer, "input", xs);
+  if (ks.size() != 4)
+    throw ShapeError(fmt::format("{}: kernel must have rank 4, got {}", layer, shape_str(ks)));
+  const Geometry2d g = window_geometry(layer, xs[1], xs[2], ks[0], ks[1], o.strides, o.dilation_rate, o.padding);
+  Tensor<T, 4> y(xs[0], g.out_h, g.out_w, xs[3] * ks[3]);
+  depthwise_conv2d<T>(x.data(), xs, kernel.data(), ks, bias, bias_size, y.data(), o);
+  return y;
+}
+
+}  // namespace attn::ops
