@@ -49,10 +49,6 @@ sys.path.insert(0, str(GOLDEN))
 import common  # noqa: E402  (tools/golden/common.py)
 from common import *  # noqa: E402,F401,F403  the helpers stay reachable as make_golden.<name>
 
-# A module that still does `import make_golden` gets this module (and so the one case registry).
-sys.modules.setdefault("make_golden", sys.modules[__name__])
-
-
 def load_modules():
     """Imports every tools/golden/<type>.py (each registers its cases in common.CASES)."""
     for path in sorted(GOLDEN.glob("*.py")):
@@ -60,17 +56,7 @@ def load_modules():
             importlib.import_module(path.stem)
 
 
-def load_golden_modules():
-    """Registers the cases of every tools/golden/*.py module (they `import make_golden as g`)."""
-    import importlib.util
-    sys.modules.setdefault("make_golden", sys.modules[__name__])
-    for path in sorted((ROOT / "tools" / "golden").glob("*.py")):
-        spec = importlib.util.spec_from_file_location(f"golden_{path.stem}", path)
-        spec.loader.exec_module(importlib.util.module_from_spec(spec))
-
-
 def main(argv):
-    load_golden_modules()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", action="append", help="generate only this type (repeatable)")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")

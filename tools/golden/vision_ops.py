@@ -1,6 +1,6 @@
 """Golden cases of the vision operators (include/attn/ops/{conv,pool,norm,activation,...}.hpp).
 
-Loaded by tools/make_golden.py; the helpers (case, Case, Draw) are make_golden's. Every reference is
+Loaded by tools/make_golden.py; the helpers (case, Case, Draw) are tools/golden/common.py's. Every reference is
 a torch.nn.functional operator on NCHW tensors, with channels-last permutes around it and explicit
 padding (F.pad) where Keras's rules differ from torch's (TensorFlow "same" pads the extra row/column at
 the bottom/right; ZeroPadding2D + valid pooling counts the zeros; tf-same pooling does not).
@@ -12,7 +12,7 @@ Files: tests/data/ops_<op>/<name>_<f32|f64>.safetensors with "input/x", "input/k
 import torch
 import torch.nn.functional as F
 
-import make_golden as g
+import common as g
 
 
 def axis_pads(n, k, s, r, mode):
