@@ -147,7 +147,7 @@ static_assert(attn::ParamKind<std::string_view> && attn::ParamKind<attn::Size2> 
 static_assert(attn::ParamKind<std::optional<int>> && attn::ParamKind<std::optional<Gate>>);
 static_assert(attn::ParamKind<attn::IntList> && attn::ParamKind<attn::FloatList>);
 static_assert(attn::ParamKind<InnerConfig>);
-// no trait: a member of these types does not compile (tests/core/param_unsupported_kind.cpp)
+// no trait: a member of these types does not compile (tests/compile_fail/param_unsupported_kind.cpp)
 static_assert(!attn::ParamKind<float> && !attn::ParamKind<std::string> && !attn::ParamKind<std::vector<int>>);
 enum class Unnamed { a, b };
 static_assert(!attn::ParamKind<Unnamed>);
