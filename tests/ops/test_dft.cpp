@@ -24,7 +24,7 @@ TEMPLATE_TEST_CASE("dft: torch.fft golden values, both algorithms", "[ops][dft][
   }
 }
 
-TEMPLATE_TEST_CASE("dft: FFT and GEMM agree on odd and prime lengths; threads do not change bits", "[ops][dft]", float,
+TEMPLATE_TEST_CASE("dft: FFT and GEMM agree on odd and prime lengths, and threads do not change bits", "[ops][dft]", float,
                    double) {
   using T = TestType;
   const double tol = std::is_same_v<T, float> ? 2e-4 : 1e-10;

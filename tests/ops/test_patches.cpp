@@ -31,7 +31,7 @@ TEMPLATE_TEST_CASE("patches: PyTorch golden cases (unfold, fold)", "[ops][patche
   }
 }
 
-TEST_CASE("patches: fold of non-overlapping extracted patches is the identity; layout (a, b, c)", "[ops][patches]") {
+TEST_CASE("patches: fold of non-overlapping extracted patches is the identity, layout (a, b, c)", "[ops][patches]") {
   const auto x = random_tensor<double, 4>({2, 6, 9, 4}, 3);
   const attn::ConstTensorView<double, 4> v(x.data(), x.dimensions());
   const auto p = ops::extract_patches<double>(v, 3, 3, {1, 1}, /*same=*/false);

@@ -512,3 +512,15 @@ def _f2(d):
     spec = torch.fft.fft(rows, dim=-1)
     return g.Case({"input/x": x, "input/rows": rows, "expected/mix": torch.fft.fft2(x, dim=(-2, -1)).real,
                    "expected/re": spec.real, "expected/im": spec.imag}, {})
+
+
+@g.case("ops_conv2d", "dw_k3_same_wide_rows")
+def _d5(d):
+    # wide rows and 40 channels: the 4-output interior blocks of the AVX kernels run (2 registers of
+    # channels, then the per-output tail)
+    return conv_case(d, (2, 6, 13, 40), (3, 3), 1, padding="same", depthwise=True)
+
+
+@g.case("ops_conv2d", "dw_k5_s2_valid_wide_rows")
+def _d6(d):
+    return conv_case(d, (1, 9, 21, 48), (5, 5), 1, strides=(2, 2), depthwise=True)
