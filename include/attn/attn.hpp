@@ -22,7 +22,7 @@
 #include "attn/ops/gates.hpp"
 #include "attn/ops/kernels.hpp"
 #include "attn/ops/masks.hpp"
-#include "attn/ops/projected.hpp"
+#include "attn/ops/heads.hpp"
 #include "attn/ops/rope.hpp"
 #include "attn/ops/sdpa.hpp"
 #include "attn/registry.hpp"

@@ -54,12 +54,23 @@ bool for_scalar(const Golden& g) {
   return g.dtype == (std::is_same_v<T, float> ? "f32" : "f64");
 }
 
-/// A boolean mask read from a 0/1 tensor (1 = attend).
+/// A boolean mask read from a 0/1 tensor (1 = attend). The files store key padding as rank 2 [B, S]
+/// and attention masks as rank 3 or 4; masks() says which kind each is.
 struct Mask {
   std::unique_ptr<bool[]> data;
   Shape shape;
   [[nodiscard]] attn::BoolMask view() const {
     return data ? attn::BoolMask(data.get(), shape) : attn::BoolMask{};
+  }
+  template <class T>
+  [[nodiscard]] attn::AttentionMasks<T> masks() const {
+    attn::AttentionMasks<T> m;
+    if (!data) return m;
+    if (shape.size() == 2)
+      m.key_padding = attn::KeyPaddingMask(view());
+    else
+      m.attn_mask = attn::AttnMask(view());
+    return m;
   }
 };
 Mask mask_of(const Golden& g, const std::string& name) {
@@ -117,8 +128,14 @@ TEMPLATE_TEST_CASE("golden: scaled_dot_product_attention matches PyTorch", "[gol
     const attn::AnyTensor<T> bias =
         g.file.contains("input/bias") ? g.file.tensor<T>("input/bias") : attn::AnyTensor<T>();
     attn::SdpaOptions<T> o;
-    o.mask = mask.view();
-    if (g.file.contains("input/bias")) o.bias = attn::BiasView<T>(bias.data(), bias.shape());
+    if (mask.data) o.attn_mask = attn::AttnMask(mask.view());
+    if (g.file.contains("input/bias")) {
+      // a rank-3 bias [H, T, S] of the rank-4 cases is read with a leading 1 (attn refuses the
+      // ambiguous rank 3 on rank-4 inputs; see ops/masks.hpp)
+      Shape bs = bias.shape();
+      if (q.rank() == 4 && bs.size() == 3) bs.insert(bs.begin(), 1);
+      o.bias = attn::AttnBias<T>(bias.data(), bs);
+    }
     o.causal = g.config.at("causal").get<bool>();
     if (!g.config.at("scale").is_null()) o.scale = g.config.at("scale").get<double>();
     const bool unscaled = g.config.at("function") == "dot_product_attention";
@@ -135,11 +152,15 @@ TEMPLATE_TEST_CASE("golden: scaled_dot_product_attention matches PyTorch", "[gol
     else
       run.template operator()<3>(o);
     if (const auto lengths = g.file.meta("key_lengths")) {
-      // the same padding through the key_lengths option
+      // the same padding through the key_lengths option, and as a key padding mask [B, S]
       const auto n = attn::Json::parse(*lengths).get<std::vector<Index>>();
       attn::SdpaOptions<T> o2;
       o2.key_lengths = n;
       run.template operator()<4>(o2);
+      REQUIRE(mask.shape.size() == 4);
+      attn::SdpaOptions<T> o3;
+      o3.key_padding = attn::KeyPaddingMask(mask.data.get(), Shape{mask.shape[0], mask.shape[3]});
+      run.template operator()<4>(o3);
     }
   });
 }
@@ -160,29 +181,43 @@ TEMPLATE_TEST_CASE("golden: torch.nn.MultiheadAttention into multi_head, self_at
           {"use_bias",
            g.config.at("use_bias")}}.get<attn::MultiHeadAttentionConfig>());
       attn::torch::load_multihead_attention(mh, g.file, prefix);
-      const auto r = mh.forward_with_weights(x, mask.view());
+      const auto r = mh.forward_with_weights(x, mask.masks<T>());
       check<T>(g, "output", r.output);
       check<T>(g, "weights", r.weights);
 
       attn::SelfAttention<T> sa(split.get<attn::SelfAttentionConfig>());
       attn::torch::load_multihead_attention(sa, g.file, prefix);
-      const auto s = sa.forward_with_weights(x, mask.view());
+      const auto s = sa.forward_with_weights(x, mask.masks<T>());
       check<T>(g, "output", s.output);
       check<T>(g, "weights", s.weights);
 
-      if (!mask.data) {  // the type-erased path (no mask argument there)
-        auto any = attn::create_attention_layer<T>("self_attention", split);
-        attn::torch::load_multihead_attention(any, g.file, prefix);
-        const auto y = any.forward(attn::AnyTensor<T>(x));
-        check<T>(g, "output", y.template view<3>());
-      }
+      // the type-erased path: the same through AnyLayer's forward door, mask and weights included
+      auto any = attn::create_attention_layer<T>("self_attention", split);
+      attn::torch::load_multihead_attention(any, g.file, prefix);
+      attn::ForwardArgs<T> args;
+      static_cast<attn::AttentionMasks<T>&>(args) = mask.masks<T>();
+      args.inputs = {attn::AnyTensor<T>(x)};
+      args.return_weights = true;
+      const auto y = any.forward(args);
+      check<T>(g, "output", y.output.template view<3>());
+      REQUIRE(y.weights.has_value());
+      check<T>(g, "weights", y.weights->template view<4>());
     } else {
       const auto ctx = input<T, 3>(g, "context");
       attn::CrossAttention<T> ca(split.get<attn::CrossAttentionConfig>());
       attn::torch::load_multihead_attention(ca, g.file, prefix);
-      const auto r = ca.forward_with_weights(x, ctx, mask.view());
+      const auto r = ca.forward_with_weights(x, ctx, mask.masks<T>());
       check<T>(g, "output", r.output);
       check<T>(g, "weights", r.weights);
+      auto any = attn::create_attention_layer<T>("cross_attention", split);
+      attn::torch::load_multihead_attention(any, g.file, prefix);
+      attn::ForwardArgs<T> args;
+      static_cast<attn::AttentionMasks<T>&>(args) = mask.masks<T>();
+      args.inputs = {attn::AnyTensor<T>(x), attn::AnyTensor<T>(ctx)};
+      args.return_weights = true;
+      const auto y = any.forward(args);
+      check<T>(g, "output", y.output.template view<3>());
+      check<T>(g, "weights", y.weights.value().template view<4>());
     }
   });
 }
@@ -194,9 +229,19 @@ TEMPLATE_TEST_CASE("golden: multi_head (the reference layout) matches PyTorch op
     attn::MultiHeadAttention<T> layer(g.config.get<attn::MultiHeadAttentionConfig>());
     attn::load_weights(layer, g.file, "weights");
     const auto mask = mask_of(g, "input/mask");
-    const auto r = layer.forward_with_weights(input<T, 3>(g, "x"), mask.view());
+    const auto r = layer.forward_with_weights(input<T, 3>(g, "x"), mask.masks<T>());
     check<T>(g, "output", r.output);
     check<T>(g, "weights", r.weights);
+    // through AnyLayer's forward door
+    auto any = attn::create_attention_layer<T>("multi_head", g.config);
+    attn::load_weights(any, g.file, "weights");
+    attn::ForwardArgs<T> args;
+    static_cast<attn::AttentionMasks<T>&>(args) = mask.masks<T>();
+    args.inputs = {attn::AnyTensor<T>(input<T, 3>(g, "x"))};
+    args.return_weights = true;
+    const auto y = any.forward(args);
+    check<T>(g, "output", y.output.template view<3>());
+    check<T>(g, "weights", y.weights.value().template view<4>());
   });
 }
 
@@ -210,9 +255,19 @@ TEMPLATE_TEST_CASE("golden: group_query with RoPE matches PyTorch ops", "[golden
                                                          : attn::torch::RopeLayout::interleaved;
     attn::torch::load_grouped_query(layer, g.file, g.meta("torch_prefix"), options);
     const auto mask = mask_of(g, "input/mask");
-    const auto r = layer.forward_with_weights(input<T, 3>(g, "x"), mask.view());
+    const auto r = layer.forward_with_weights(input<T, 3>(g, "x"), mask.masks<T>());
     check<T>(g, "output", r.output);
     check<T>(g, "weights", r.weights);
+    // through AnyLayer's forward door
+    auto any = attn::create_attention_layer<T>("group_query", g.config);
+    attn::torch::load_grouped_query(any, g.file, g.meta("torch_prefix"), options);
+    attn::ForwardArgs<T> args;
+    static_cast<attn::AttentionMasks<T>&>(args) = mask.masks<T>();
+    args.inputs = {attn::AnyTensor<T>(input<T, 3>(g, "x"))};
+    args.return_weights = true;
+    const auto y = any.forward(args);
+    check<T>(g, "output", y.output.template view<3>());
+    check<T>(g, "weights", y.weights.value().template view<4>());
   });
 }
 

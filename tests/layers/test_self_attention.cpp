@@ -87,7 +87,7 @@ TEST_CASE("self_attention: causal and padding masks, weights", "[self_attention]
   attn::Tensor<bool, 2> pad(2, 5);
   pad.setConstant(true);
   pad(1, 3) = pad(1, 4) = false;
-  ATTN_REQUIRE_CLOSE(l.forward(x, pad), oracle(l, x, [&](Index b, Index, Index, Index j) { return pad(b, j); }),
+  ATTN_REQUIRE_CLOSE(l.forward(x, {.key_padding = attn::KeyPaddingMask(pad)}), oracle(l, x, [&](Index b, Index, Index, Index j) { return pad(b, j); }),
                      1e-12, 1e-13);
 }
 
