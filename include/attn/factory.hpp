@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -26,6 +27,7 @@
 #include "attn/core/param.hpp"
 #include "attn/core/tensor.hpp"
 #include "attn/core/weights.hpp"
+#include "attn/ops/masks.hpp"
 #include "attn/registry.hpp"
 
 namespace attn {
@@ -107,6 +109,45 @@ inline Json get_attention_info() {
   return info;
 }
 
+/// The arguments of `AnyLayer<T>::forward(const ForwardArgs<T>&)`, the one door to every capability of
+/// a layer built from JSON: the inputs in the order of `input_ranks()`, the masks (the fields of
+/// `AttentionMasks<T>`, ops/masks.hpp: `key_padding`, `key_lengths`, `attn_mask`, `causal`, `bias`),
+/// whether to return the attention weights, and the names of extra outputs wanted. An option the layer
+/// does not take is a ConfigError naming the layer type and the option (never silently ignored).
+template <class T>
+struct ForwardArgs : AttentionMasks<T> {
+  std::vector<AnyTensor<T>> inputs;        ///< in the order of input_ranks()
+  bool return_weights = false;             ///< fill ForwardResult::weights ([B, heads, T, S])
+  std::vector<std::string> extra_outputs;  ///< names of extra outputs (no layer of today has any)
+};
+
+/// The result of `AnyLayer<T>::forward(const ForwardArgs<T>&)`.
+template <class T>
+struct ForwardResult {
+  AnyTensor<T> output;
+  std::optional<AnyTensor<T>> weights;                          ///< when return_weights
+  std::vector<std::pair<std::string, AnyTensor<T>>> extras;  ///< the extra outputs asked for, in order
+};
+
+namespace detail {
+
+/// Whether layer L's forward takes AttentionMasks<T> after its inputs, and whether it has
+/// forward_with_weights.
+template <class L, class T, std::size_t... I>
+constexpr bool layer_takes_masks(std::index_sequence<I...>) {
+  return requires(const L& l, const AttentionMasks<T>& m) {
+    l.forward(std::declval<ConstTensorView<T, L::input_ranks[I]>>()..., m);
+  };
+}
+template <class L, class T, std::size_t... I>
+constexpr bool layer_returns_weights(std::index_sequence<I...>) {
+  return requires(const L& l, const AttentionMasks<T>& m) {
+    l.forward_with_weights(std::declval<ConstTensorView<T, L::input_ranks[I]>>()..., m);
+  };
+}
+
+}  // namespace detail
+
 /// A layer of any registered type, with value semantics (copies are deep).
 template <class T = float>
 class AnyLayer {
@@ -144,7 +185,10 @@ public:
   [[nodiscard]] const WeightSet<T>& parameters() const { return get().weights(); }
   [[nodiscard]] WeightSet<T>& parameters() { return get().weights(); }
 
-  /// Runs the layer on its inputs (ranks checked, clear errors).
+  /// Runs the layer with every option it has (see ForwardArgs): inputs, masks, causal, weights.
+  [[nodiscard]] ForwardResult<T> forward(const ForwardArgs<T>& args) const { return get().forward_args(args); }
+
+  /// Runs the layer on its inputs alone (ranks checked, clear errors).
   [[nodiscard]] AnyTensor<T> forward(std::span<const AnyTensor<T>> inputs) const {
     return get().forward(inputs);
   }
@@ -192,6 +236,7 @@ private:
     [[nodiscard]] virtual const WeightSet<T>& weights() const = 0;
     [[nodiscard]] virtual WeightSet<T>& weights() = 0;
     [[nodiscard]] virtual AnyTensor<T> forward(std::span<const AnyTensor<T>>) const = 0;
+    [[nodiscard]] virtual ForwardResult<T> forward_args(const ForwardArgs<T>&) const = 0;
     [[nodiscard]] virtual Shape output_shape(std::span<const Shape>) const = 0;
     [[nodiscard]] virtual const void* target(const std::type_info&) const noexcept = 0;
   };
@@ -226,6 +271,53 @@ private:
         return AnyTensor<T>(layer.forward(
             in[I].template view<L::input_ranks[I]>(fmt::format("{}: input {}", C::type_name, I))...));
       }(std::make_index_sequence<L::input_ranks.size()>{});
+    }
+
+    using Seq = std::make_index_sequence<L::input_ranks.size()>;
+    static constexpr bool takes_masks = detail::layer_takes_masks<L, T>(Seq{});
+    static constexpr bool returns_weights = detail::layer_returns_weights<L, T>(Seq{});
+
+    [[noreturn]] static void refuse(std::string_view option, std::string_view why) {
+      throw ConfigError(fmt::format("{}: forward does not take '{}' ({})", C::type_name, option, why),
+                        std::string(C::type_name), std::string(option));
+    }
+
+    ForwardResult<T> forward_args(const ForwardArgs<T>& a) const override {
+      check_count(a.inputs.size());
+      if constexpr (!takes_masks) {
+        constexpr std::string_view why = "the layer has no attention scores to mask";
+        if (a.key_padding.given()) refuse("key_padding", why);
+        if (a.key_lengths.given()) refuse("key_lengths", why);
+        if (a.attn_mask.given()) refuse("attn_mask", why);
+        if (a.causal) refuse("causal", why);
+        if (a.bias.given()) refuse("bias", why);
+      }
+      if constexpr (!returns_weights)
+        if (a.return_weights) refuse("return_weights", "the layer has no attention weights");
+      for (const auto& name : a.extra_outputs)
+        throw ConfigError(fmt::format("{}: forward has no extra output '{}' (the layer has no extra outputs)",
+                                      C::type_name, name),
+                          std::string(C::type_name), "extra_outputs");
+      ForwardResult<T> r;
+      [&]<std::size_t... I>(std::index_sequence<I...>) {
+        const auto in = [&]<std::size_t J>() {
+          return a.inputs[J].template view<L::input_ranks[J]>(fmt::format("{}: input {}", C::type_name, J));
+        };
+        const AttentionMasks<T>& masks = a;
+        if constexpr (returns_weights) {
+          if (a.return_weights) {
+            auto res = layer.forward_with_weights(in.template operator()<I>()..., masks);
+            r.output = AnyTensor<T>(res.output);
+            r.weights = AnyTensor<T>(res.weights);
+            return;
+          }
+        }
+        if constexpr (takes_masks)
+          r.output = AnyTensor<T>(layer.forward(in.template operator()<I>()..., masks));
+        else
+          r.output = AnyTensor<T>(layer.forward(in.template operator()<I>()...));
+      }(Seq{});
+      return r;
     }
     Shape output_shape(std::span<const Shape> in) const override {
       check_count(in.size());

@@ -8,11 +8,14 @@
 /// (grouped-query: head h reads K/V head h / (H / Hkv)); or rank 3 q `[B, T, d]`, k `[B, S, d]`,
 /// v `[B, S, dv]`. Output `[B, (H,) T, dv]`, weights `[B, (H,) T, S]`.
 ///
-/// Masks follow NumPy broadcasting against `[B, H, T, S]` (rank-3 inputs: `[B, T, S]`): a boolean mask
-/// (true = attend) or an additive bias of any rank up to that, each axis equal to the target or 1,
-/// except the key axis, which must be S. `causal` is bottom-right aligned when T != S (query i sees
-/// key j iff j <= i + S - T, as for a KV cache); `key_lengths[b]` masks keys j >= key_lengths[b].
-/// A query row whose every key is masked yields zeros (and zero weights), never NaN.
+/// Masks: the one contract of ops/masks.hpp, the same fields as every layer takes (`SdpaOptions<T>`
+/// derives from `AttentionMasks<T>`): `key_padding` `[B, S]`, `key_lengths` `[B]`, `attn_mask` and
+/// `bias` of rank 2 `[T, S]`, 3 `[B, T, S]` (rank-3 inputs only: for rank-4 inputs NumPy would read it
+/// as `[H, T, S]`, so it is refused) or 4 `[B, H, T, S]` (extents B, H, T may be 1), `causal`
+/// bottom-right aligned when T != S (query i sees key j iff j <= i + S - T, as for a KV cache).
+/// A query row whose every key is masked yields zeros (and zero weights), never NaN. Deliberate
+/// difference from PyTorch: rank-1 masks and rank-3 masks on rank-4 inputs are ShapeErrors rather
+/// than NumPy broadcasts, so that one shape never means two things.
 #pragma once
 
 #include <cmath>
@@ -28,25 +31,15 @@
 
 namespace attn {
 
-/// A read-only view of an additive bias: data plus shape (row-major, contiguous).
+/// The former name of AttnBias (ops/masks.hpp).
 template <class T>
-struct BiasView {
-  const T* data = nullptr;
-  Shape shape;
-  BiasView() = default;
-  BiasView(const T* d, Shape s) : data(d), shape(std::move(s)) {}
-  template <int R>
-  BiasView(const Tensor<T, R>& t)  // NOLINT(google-explicit-constructor)
-      : data(t.data()), shape(shape_of(t)) {}
-  [[nodiscard]] bool empty() const noexcept { return data == nullptr; }
-};
+using BiasView = AttnBias<T>;
 
+/// The options of the functions: the masks of every attention call (`AttentionMasks<T>`, fields
+/// `key_padding`, `key_lengths`, `attn_mask`, `causal`, `bias`; ops/masks.hpp), the scale and whether
+/// to return the weights.
 template <class T>
-struct SdpaOptions {
-  BoolMask mask;                  ///< broadcast to [B, H, T, S]; true = attend
-  BiasView<T> bias;               ///< broadcast to [B, H, T, S]; added to the scaled logits
-  bool causal = false;            ///< bottom-right aligned
-  std::span<const Index> key_lengths{};  ///< [B]: keys at or beyond the length are masked
+struct SdpaOptions : AttentionMasks<T> {
   std::optional<double> scale{};  ///< default 1/sqrt(d)
   bool need_weights = true;       ///< materialize the [.., T, S] weights
 };
@@ -58,33 +51,6 @@ struct SdpaResult {
 };
 
 namespace detail {
-
-/// Strides over [B, H, T] (elements) of a row-major tensor of `shape` broadcast to `target`
-/// = {B, H, T, S}; throws ShapeError when it does not broadcast.
-inline std::array<Index, 3> broadcast_strides(const Shape& shape, const std::array<Index, 4>& target,
-                                              std::string_view fn, std::string_view arg, int target_rank) {
-  const auto bad = [&](std::string_view why) {
-    Shape t = target_rank == 4 ? Shape(target.begin(), target.end()) : Shape{target[0], target[2], target[3]};
-    return ShapeError(fmt::format("{}: {} of shape {} does not broadcast to {} ({})", fn, arg,
-                                  shape_str(shape), shape_str(t), why));
-  };
-  if (shape.empty() || static_cast<int>(shape.size()) > target_rank) throw bad("rank");
-  if (shape.back() != target[3]) throw bad("the key axis must equal S");
-  std::array<Index, 3> strides{0, 0, 0};
-  Index stride = shape.back();
-  // the target's axes as [B, H, T, S] indices (rank 3 has no head axis); mask axes align right
-  constexpr std::array<int, 4> axes4{0, 1, 2, 3};
-  constexpr std::array<int, 3> axes3{0, 2, 3};
-  for (int m = static_cast<int>(shape.size()) - 2; m >= 0; --m) {
-    const int pos = target_rank - (static_cast<int>(shape.size()) - m);
-    const int t = target_rank == 4 ? axes4[static_cast<std::size_t>(pos)] : axes3[static_cast<std::size_t>(pos)];
-    const Index ext = shape[static_cast<std::size_t>(m)];
-    if (ext != 1 && ext != target[static_cast<std::size_t>(t)]) throw bad("an extent is neither 1 nor equal");
-    strides[static_cast<std::size_t>(t)] = ext == 1 ? 0 : stride;
-    stride *= ext;
-  }
-  return strides;
-}
 
 template <class T, int R>
 SdpaResult<T, R> sdpa(std::string_view fn, ConstTensorView<T, R> q, ConstTensorView<T, R> k,
@@ -103,29 +69,9 @@ SdpaResult<T, R> sdpa(std::string_view fn, ConstTensorView<T, R> q, ConstTensorV
     check_shape(fn, "key", shape_of(k), {B, -1, d}, "([B, S, d] with q's B and d)");
     check_shape(fn, "value", shape_of(v), {B, S, -1}, "([B, S, dv] with key's B and S)");
   }
-  const std::array<Index, 4> target{B, H, T_, S};
-  ops::AttentionMask<T> m;
-  m.causal = o.causal;
-  if (!o.key_lengths.empty()) {
-    if (static_cast<Index>(o.key_lengths.size()) != B)
-      throw ShapeError(fmt::format("{}: key_lengths must have {} entries (one per batch item), got {}", fn, B,
-                                   o.key_lengths.size()));
-    m.key_lengths = o.key_lengths.data();
-  }
-  if (!o.mask.empty()) {
-    const auto s = broadcast_strides(o.mask.shape, target, fn, "mask", R == 4 ? 4 : 3);
-    m.keep = o.mask.data;
-    m.keep_sb = s[0];
-    m.keep_sh = s[1];
-    m.keep_st = s[2];
-  }
-  if (!o.bias.empty()) {
-    const auto s = broadcast_strides(o.bias.shape, target, fn, "bias", R == 4 ? 4 : 3);
-    m.bias = o.bias.data;
-    m.bias_sb = s[0];
-    m.bias_sh = s[1];
-    m.bias_st = s[2];
-  }
+  const Shape target = R == 4 ? Shape{B, H, T_, S} : Shape{B, T_, S};
+  const BoundMasks<T> bound = bind_masks<T>(o, B, H, T_, S, fn, /*rank3_ok=*/R == 3, target);
+  const ops::AttentionMask<T>& m = bound.core;
   // [B, H, L, d] seen as [batch, len, heads, dim]: strides (H·L·d, d, L·d)
   const auto view = [&](const T* p, Index h, Index l, Index w) {
     return ops::HeadsView<T>{p, B, l, h, w, h * l * w, w, l * w};
@@ -158,12 +104,16 @@ SdpaResult<T, R> scaled_dot_product_attention(const Q& q, const K& k, const V& v
                             view_of<T, R>(v), options, true);
 }
 
-/// softmax(Q Kᵀ) V without scaling (the plain dot-product attention of the basics), with its weights.
+/// softmax(Q Kᵀ) V without scaling (the plain dot-product attention of the basics), with its weights;
+/// the same masks as scaled_dot_product_attention.
 template <class Q, class K, class V, class T = detail::scalar_of<Q>, int R = std::remove_cvref_t<Q>::NumIndices>
   requires TensorOf<Q, T, R> && TensorOf<K, T, R> && TensorOf<V, T, R>
-SdpaResult<T, R> dot_product_attention(const Q& q, const K& k, const V& v) {
-  return detail::sdpa<T, R>("dot_product_attention", view_of<T, R>(q), view_of<T, R>(k), view_of<T, R>(v),
-                            SdpaOptions<T>{}, false);
+SdpaResult<T, R> dot_product_attention(const Q& q, const K& k, const V& v, const AttentionMasks<T>& masks = {}) {
+  SdpaOptions<T> o;
+  static_cast<AttentionMasks<T>&>(o) = masks;
+  o.scale = 1.0;
+  return detail::sdpa<T, R>("dot_product_attention", view_of<T, R>(q), view_of<T, R>(k), view_of<T, R>(v), o,
+                            false);
 }
 
 }  // namespace attn

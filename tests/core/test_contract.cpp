@@ -141,3 +141,173 @@ TEMPLATE_LIST_TEST_CASE("contract: the type string is the header's file stem", "
   INFO(test);
   REQUIRE(std::ifstream(test).good());
 }
+
+namespace {
+
+/// Random inputs of the type's example shapes.
+template <class L>
+std::vector<attn::AnyTensor<double>> example_inputs(const typename L::Config& cfg, std::uint64_t seed) {
+  std::vector<attn::AnyTensor<double>> xs;
+  const auto shapes = L::example_input_shapes(cfg);
+  for (std::size_t i = 0; i < shapes.size(); ++i) xs.push_back(random_any<double>(shapes[i], seed + i));
+  return xs;
+}
+
+template <class L>
+constexpr bool takes_masks() {
+  return attn::detail::layer_takes_masks<L, double>(std::make_index_sequence<L::input_ranks.size()>{});
+}
+template <class L>
+constexpr bool returns_weights() {
+  return attn::detail::layer_returns_weights<L, double>(std::make_index_sequence<L::input_ranks.size()>{});
+}
+
+/// The typed layer's forward (with masks when it takes them) on AnyTensor inputs.
+template <class L>
+attn::Tensor<double, L::input_ranks[0]> typed_forward(const L& layer, const std::vector<attn::AnyTensor<double>>& in,
+                                                      const attn::AttentionMasks<double>& masks) {
+  return [&]<std::size_t... I>(std::index_sequence<I...>) {
+    if constexpr (takes_masks<L>())
+      return layer.forward(in[I].template view<L::input_ranks[I]>()..., masks);
+    else
+      return layer.forward(in[I].template view<L::input_ranks[I]>()...);
+  }(std::make_index_sequence<L::input_ranks.size()>{});
+}
+
+}  // namespace
+
+TEMPLATE_LIST_TEST_CASE("contract: a weight resized through parameters() is a WeightsError before any kernel runs",
+                        "[contract][weights]", attn::Registry::layers<double>) {
+  using C = typename TestType::Config;
+  const std::string type = type_of<TestType>();
+  const C cfg = example_params<C>().template get<C>();
+  const auto inputs = example_inputs<TestType>(cfg, 11);
+  const auto good = attn::create_attention_layer<double>(type, example_params<C>(), "", 5);
+  REQUIRE_NOTHROW(good.forward(inputs));
+  REQUIRE(good.parameters().size() > 0);
+  for (std::size_t i = 0; i < good.parameters().size(); ++i) {
+    const auto& w = good.parameters()[i];
+    INFO(type << ": weight " << w.name << " " << attn::shape_str(w.shape));
+    // 1. shape and storage grown together (a consistent but wrong tensor)
+    {
+      auto bad = good;
+      auto& b = bad.parameters()[i];
+      b.shape.back() += 1;
+      b.data.resize(static_cast<std::size_t>(attn::shape_size(b.shape)));
+      REQUIRE_THROWS_MATCHES(bad.forward(inputs), attn::WeightsError,
+                             Catch::Matchers::Message(fmt::format(
+                                 "{}: weight '{}' must have shape {} ({} values), got shape {} with {} values", type,
+                                 w.name, attn::shape_str(w.shape), w.size(), attn::shape_str(b.shape), b.size())));
+      // the typed layer checks the same (no type erasure involved)
+      REQUIRE_THROWS_AS(typed_forward(*bad.template target<TestType>(), inputs, {}), attn::WeightsError);
+    }
+    // 2. storage shrunk under an unchanged shape
+    {
+      auto bad = good;
+      bad.parameters()[i].data.pop_back();
+      REQUIRE_THROWS_AS(bad.forward(inputs), attn::WeightsError);
+    }
+    // 3. renamed
+    {
+      auto bad = good;
+      bad.parameters()[i].name += "_renamed";
+      REQUIRE_THROWS_WITH(bad.forward(inputs), Catch::StartsWith(fmt::format("{}: weight '{}' is missing", type, w.name)));
+    }
+  }
+  // 4. a weight removed
+  auto fewer = good;
+  fewer.parameters() = attn::WeightSet<double>{};
+  REQUIRE_THROWS_AS(fewer.forward(inputs), attn::WeightsError);
+}
+
+TEMPLATE_LIST_TEST_CASE("contract: every forward option is reachable through AnyLayer or cleanly refused",
+                        "[contract][door]", attn::Registry::layers<double>) {
+  using C = typename TestType::Config;
+  const std::string type = type_of<TestType>();
+  const C cfg = example_params<C>().template get<C>();
+  const auto any = attn::create_attention_layer<double>(type, example_params<C>(), "", 9);
+  const TestType& typed = *any.template target<TestType>();
+  const auto inputs = example_inputs<TestType>(cfg, 21);
+
+  attn::ForwardArgs<double> plain;
+  plain.inputs = inputs;
+  const auto base = any.forward(plain);
+  REQUIRE_FALSE(base.weights.has_value());
+  REQUIRE(base.extras.empty());
+  REQUIRE(base.output == any.forward(inputs));  // the positional overload is the same door
+  REQUIRE(base.output == attn::AnyTensor<double>(typed_forward(typed, inputs, {})));
+
+  // The options, each with a value that changes the output of a layer that takes it.
+  const Index B = inputs[0].shape()[0], T = inputs[0].shape()[1], S = inputs.back().shape()[1];
+  attn::Tensor<bool, 2> pad(B, S);
+  pad.setConstant(true);
+  pad(0, S - 1) = false;
+  const std::vector<Index> lengths(static_cast<std::size_t>(B), S - 2);
+  attn::Tensor<bool, 2> mask(T, S);
+  mask.setConstant(true);
+  for (Index t = 0; t < T; ++t) mask(t, (t + 1) % S) = false;
+  const auto bias = random_tensor<double, 2>({T, S}, 3, 2.0);
+  struct Option {
+    std::string name;
+    std::function<void(attn::AttentionMasks<double>&)> set;
+  };
+  const std::vector<Option> options{
+      {"key_padding", [&](auto& m) { m.key_padding = attn::KeyPaddingMask(pad); }},
+      {"key_lengths", [&](auto& m) { m.key_lengths = lengths; }},
+      {"attn_mask", [&](auto& m) { m.attn_mask = attn::AttnMask(mask); }},
+      {"causal", [&](auto& m) { m.causal = true; }},
+      {"bias", [&](auto& m) { m.bias = bias; }},
+  };
+  for (const auto& o : options) {
+    INFO(type << ": option " << o.name);
+    attn::ForwardArgs<double> args;
+    args.inputs = inputs;
+    o.set(args);
+    if constexpr (takes_masks<TestType>()) {
+      const auto r = any.forward(args);
+      attn::AttentionMasks<double> m;
+      o.set(m);
+      REQUIRE(r.output == attn::AnyTensor<double>(typed_forward(typed, inputs, m)));
+      REQUIRE_FALSE(r.output == base.output);  // honoured, not ignored
+    } else {
+      REQUIRE_THROWS_MATCHES(any.forward(args), attn::ConfigError,
+                             Catch::Matchers::Message(fmt::format(
+                                 "{}: forward does not take '{}' (the layer has no attention scores to mask)",
+                                 type, o.name)));
+    }
+  }
+  {
+    INFO(type << ": return_weights");
+    attn::ForwardArgs<double> args;
+    args.inputs = inputs;
+    args.return_weights = true;
+    if constexpr (returns_weights<TestType>()) {
+      const auto r = any.forward(args);
+      REQUIRE(r.output == base.output);
+      REQUIRE(r.weights.has_value());
+      const auto want = [&]<std::size_t... I>(std::index_sequence<I...>) {
+        return typed.forward_with_weights(inputs[I].template view<TestType::input_ranks[I]>()...);
+      }(std::make_index_sequence<TestType::input_ranks.size()>{});
+      REQUIRE(*r.weights == attn::AnyTensor<double>(want.weights));
+      REQUIRE(r.weights->shape() == Shape{B, r.weights->shape()[1], T, S});
+    } else {
+      REQUIRE_THROWS_MATCHES(any.forward(args), attn::ConfigError,
+                             Catch::Matchers::Message(fmt::format(
+                                 "{}: forward does not take 'return_weights' (the layer has no attention weights)",
+                                 type)));
+    }
+  }
+  {
+    INFO(type << ": an extra output no layer has");
+    attn::ForwardArgs<double> args;
+    args.inputs = inputs;
+    args.extra_outputs = {"bogus"};
+    REQUIRE_THROWS_MATCHES(any.forward(args), attn::ConfigError,
+                           Catch::Matchers::Message(fmt::format(
+                               "{}: forward has no extra output 'bogus' (the layer has no extra outputs)",
+                               type)));
+  }
+  // a wrong number of inputs is a ShapeError through the door too
+  attn::ForwardArgs<double> none;
+  REQUIRE_THROWS_AS(any.forward(none), attn::ShapeError);
+}

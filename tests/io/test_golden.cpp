@@ -17,8 +17,14 @@ TEMPLATE_TEST_CASE("golden: scaled_dot_product_attention matches PyTorch", "[gol
     const attn::AnyTensor<T> bias =
         g.file.contains("input/bias") ? g.file.tensor<T>("input/bias") : attn::AnyTensor<T>();
     attn::SdpaOptions<T> o;
-    o.mask = mask.view();
-    if (g.file.contains("input/bias")) o.bias = attn::BiasView<T>(bias.data(), bias.shape());
+    if (mask.data) o.attn_mask = attn::AttnMask(mask.view());
+    if (g.file.contains("input/bias")) {
+      // a rank-3 bias [H, T, S] of the rank-4 cases is read with a leading 1 (attn refuses the
+      // ambiguous rank 3 on rank-4 inputs; see ops/masks.hpp)
+      Shape bs = bias.shape();
+      if (q.rank() == 4 && bs.size() == 3) bs.insert(bs.begin(), 1);
+      o.bias = attn::AttnBias<T>(bias.data(), bs);
+    }
     o.causal = g.config.at("causal").get<bool>();
     if (!g.config.at("scale").is_null()) o.scale = g.config.at("scale").get<double>();
     const bool unscaled = g.config.at("function") == "dot_product_attention";
@@ -35,11 +41,15 @@ TEMPLATE_TEST_CASE("golden: scaled_dot_product_attention matches PyTorch", "[gol
     else
       run.template operator()<3>(o);
     if (const auto lengths = g.file.meta("key_lengths")) {
-      // the same padding through the key_lengths option
+      // the same padding through the key_lengths option, and as a key padding mask [B, S]
       const auto n = attn::Json::parse(*lengths).get<std::vector<Index>>();
       attn::SdpaOptions<T> o2;
       o2.key_lengths = n;
       run.template operator()<4>(o2);
+      REQUIRE(mask.shape.size() == 4);
+      attn::SdpaOptions<T> o3;
+      o3.key_padding = attn::KeyPaddingMask(mask.data.get(), Shape{mask.shape[0], mask.shape[3]});
+      run.template operator()<4>(o3);
     }
   });
 }
@@ -60,29 +70,43 @@ TEMPLATE_TEST_CASE("golden: torch.nn.MultiheadAttention into multi_head, self_at
           {"use_bias",
            g.config.at("use_bias")}}.get<attn::MultiHeadAttentionConfig>());
       attn::torch::load_multihead_attention(mh, g.file, prefix);
-      const auto r = mh.forward_with_weights(x, mask.view());
+      const auto r = mh.forward_with_weights(x, mask.masks<T>());
       check<T>(g, "output", r.output);
       check<T>(g, "weights", r.weights);
 
       attn::SelfAttention<T> sa(split.get<attn::SelfAttentionConfig>());
       attn::torch::load_multihead_attention(sa, g.file, prefix);
-      const auto s = sa.forward_with_weights(x, mask.view());
+      const auto s = sa.forward_with_weights(x, mask.masks<T>());
       check<T>(g, "output", s.output);
       check<T>(g, "weights", s.weights);
 
-      if (!mask.data) {  // the type-erased path (no mask argument there)
-        auto any = attn::create_attention_layer<T>("self_attention", split);
-        attn::torch::load_multihead_attention(any, g.file, prefix);
-        const auto y = any.forward(attn::AnyTensor<T>(x));
-        check<T>(g, "output", y.template view<3>());
-      }
+      // the type-erased path: the same through AnyLayer's forward door, mask and weights included
+      auto any = attn::create_attention_layer<T>("self_attention", split);
+      attn::torch::load_multihead_attention(any, g.file, prefix);
+      attn::ForwardArgs<T> args;
+      static_cast<attn::AttentionMasks<T>&>(args) = mask.masks<T>();
+      args.inputs = {attn::AnyTensor<T>(x)};
+      args.return_weights = true;
+      const auto y = any.forward(args);
+      check<T>(g, "output", y.output.template view<3>());
+      REQUIRE(y.weights.has_value());
+      check<T>(g, "weights", y.weights->template view<4>());
     } else {
       const auto ctx = input<T, 3>(g, "context");
       attn::CrossAttention<T> ca(split.get<attn::CrossAttentionConfig>());
       attn::torch::load_multihead_attention(ca, g.file, prefix);
-      const auto r = ca.forward_with_weights(x, ctx, mask.view());
+      const auto r = ca.forward_with_weights(x, ctx, mask.masks<T>());
       check<T>(g, "output", r.output);
       check<T>(g, "weights", r.weights);
+      auto any = attn::create_attention_layer<T>("cross_attention", split);
+      attn::torch::load_multihead_attention(any, g.file, prefix);
+      attn::ForwardArgs<T> args;
+      static_cast<attn::AttentionMasks<T>&>(args) = mask.masks<T>();
+      args.inputs = {attn::AnyTensor<T>(x), attn::AnyTensor<T>(ctx)};
+      args.return_weights = true;
+      const auto y = any.forward(args);
+      check<T>(g, "output", y.output.template view<3>());
+      check<T>(g, "weights", y.weights.value().template view<4>());
     }
   });
 }

@@ -218,6 +218,52 @@ TEST_CASE("safetensors: other dtypes parse but do not convert to floating point"
   REQUIRE(attn::dtype_size(DType::BF16) == 2);
 }
 
+TEST_CASE("safetensors: I64, I32, U8 and BOOL read as integers and booleans, range-checked",
+          "[safetensors]") {
+  SafeTensorsWriter w;
+  Bytes i64;
+  for (std::int64_t v : {std::int64_t{5}, std::int64_t{-3}, std::int64_t{1} << 40}) {
+    for (int b = 0; b < 8; ++b) i64.push_back(static_cast<std::uint8_t>(static_cast<std::uint64_t>(v) >> (8 * b)));
+  }
+  w.add_raw("lengths64", DType::I64, {3}, i64);
+  w.add_raw("lengths32", DType::I32, {2}, Bytes{7, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff});  // 7, -2
+  w.add_raw("u8", DType::U8, {2, 2}, Bytes{0, 1, 1, 255});
+  w.add_raw("mask", DType::BOOL, {2, 3}, Bytes{1, 0, 1, 0, 0, 1});
+  w.add_raw("bad_bool", DType::BOOL, {2}, Bytes{1, 2});
+  w.add<float>("f", {2}, std::vector<float>{1, 0});
+  const auto st = w.to_safetensors();
+  REQUIRE(st.integers("lengths64") == std::vector<Index>{5, -3, Index{1} << 40});
+  REQUIRE(st.integers<std::int32_t>("lengths32") == std::vector<std::int32_t>{7, -2});
+  REQUIRE(st.integers<std::uint8_t>("u8") == std::vector<std::uint8_t>{0, 1, 1, 255});
+  const auto m = st.bool_tensor<2>("mask");
+  REQUIRE(attn::shape_of(m) == Shape{2, 3});
+  REQUIRE((m(0, 0) && !m(0, 1) && m(0, 2) && !m(1, 0) && !m(1, 1) && m(1, 2)));
+  // a mask read from a file is usable as a mask kind at once
+  const attn::AttnMask am(m);
+  REQUIRE(am.shape() == Shape{2, 3});
+  // out of range for the destination: errors naming the tensor and the index
+  REQUIRE_THROWS_WITH(st.integers<std::int32_t>("lengths64"),
+                      "safetensors '<memory>': tensor 'lengths64' value 1099511627776 at flat index 2 does not fit "
+                      "in the destination type");
+  REQUIRE_THROWS_WITH(st.integers<std::uint8_t>("lengths32"), Catch::Contains("value -2 at flat index 1"));
+  REQUIRE_THROWS_WITH(st.bool_tensor<2>("u8"), Catch::Contains("value 255 at flat index 3 does not fit in bool"));
+  REQUIRE_THROWS_WITH(st.bool_tensor<1>("bad_bool"),
+                      "safetensors '<memory>': tensor 'bad_bool' of dtype BOOL holds byte 2 at flat index 1 (only 0 "
+                      "and 1 are booleans)");
+  REQUIRE_THROWS_WITH(st.bool_tensor<1>("mask"), Catch::Contains("has shape [2, 3], expected rank 1"));
+  // floating point is not silently rounded to integers, nor integers read as floats
+  REQUIRE_THROWS_WITH(st.integers("f"), Catch::Contains("has dtype F32; only I64, I32, U8 and BOOL convert"));
+  REQUIRE_THROWS_AS(st.values<double>("lengths64"), attn::WeightsError);
+  // the same untrusted-input checks as for floats: a shape that does not match its bytes is refused
+  const std::string header = R"({"x":{"dtype":"I64","shape":[3],"data_offsets":[0,16]}})";
+  Bytes file;
+  for (int b = 0; b < 8; ++b) file.push_back(static_cast<std::uint8_t>(header.size() >> (8 * b)));
+  file.insert(file.end(), header.begin(), header.end());
+  file.resize(file.size() + 16);
+  REQUIRE_THROWS_WITH(attn::SafeTensors::from_bytes(file),
+                      Catch::Contains("shape [3] of dtype I64 needs 24 bytes, data_offsets [0, 16] hold 16"));
+}
+
 // ---------------------------------------------------------------------------------------------------
 // writing
 
@@ -524,8 +570,9 @@ TEST_CASE("weights: load errors name the layer, the tensor, expected and found, 
     CHECK_THAT(msg, Catch::Contains("unexpected tensor(s) 'a/extra'"));
     CHECK_THAT(msg, Catch::Contains("multi_head (MultiHeadAttention)"));
     require_same_weights(layer.parameters(), before);
-    attn::load_weights(layer, st, "a", {.allow_extra = true});
+    const auto skipped = attn::load_weights(layer, st, "a", {.allow_extra = true});
     require_same_weights(layer.parameters(), gw);
+    REQUIRE(skipped == std::vector<std::string>{"a/extra"});  // reported, not silently dropped
     return;
   }
   SECTION("unsupported dtype") {

@@ -336,6 +336,46 @@ TEST_CASE("torch: grouped-query attention from q/k/v/o nn.Linear weights", "[tor
     attn::torch::load_grouped_query(plain, make("", true), "", {.load = {.allow_extra = true}});
     REQUIRE(plain.parameters()[0].data == w[0].data);
   }
+  SECTION("Qwen2-style: biases on q/k/v, none on o_proj") {
+    SafeTensorsWriter sw;
+    sw.add<double>("q_proj.weight", {8, D}, wq);
+    sw.add<double>("k_proj.weight", {4, D}, wk);
+    sw.add<double>("v_proj.weight", {4, D}, wv);
+    sw.add<double>("o_proj.weight", {D, 8}, wo);
+    sw.add<double>("q_proj.bias", {8}, bq);
+    sw.add<double>("k_proj.bias", {4}, bk);
+    sw.add<double>("v_proj.bias", {4}, bv);
+    const auto qwen = sw.to_safetensors();
+    attn::GroupedQueryAttention<double> q2({.d_model = 8, .n_head = 4, .n_kv_head = 2, .max_seq_len = 5,
+                                            .qkv_bias = true},
+                                           6);
+    attn::torch::load_grouped_query(q2, qwen);
+    REQUIRE(weight(q2.parameters(), "w_q/bias").data == bq);
+    REQUIRE(weight(q2.parameters(), "w_v/bias").data == bv);
+    REQUIRE(q2.parameters().find("w_o/bias") == nullptr);
+    require_transposed(weight(q2.parameters(), "w_o/kernel"), wo, D, 8);
+    // identity: the layer with every bias, loaded from the same file plus a zero o_proj.bias, agrees
+    SafeTensorsWriter sz;
+    sz.add<double>("q_proj.weight", {8, D}, wq);
+    sz.add<double>("k_proj.weight", {4, D}, wk);
+    sz.add<double>("v_proj.weight", {4, D}, wv);
+    sz.add<double>("o_proj.weight", {D, 8}, wo);
+    sz.add<double>("q_proj.bias", {8}, bq);
+    sz.add<double>("k_proj.bias", {4}, bk);
+    sz.add<double>("v_proj.bias", {4}, bv);
+    sz.add<double>("o_proj.bias", {8}, std::vector<double>(8, 0.0));
+    attn::GroupedQueryAttention<double> full(cfg, 6);
+    attn::torch::load_grouped_query(full, sz.to_safetensors());
+    const auto x = attn_test::random_tensor<double, 3>({2, 5, 8}, 9);
+    ATTN_REQUIRE_CLOSE(q2.forward(x), full.forward(x), 1e-13, 1e-14);
+    // a layer with an output bias cannot take this checkpoint, one without q/k/v biases neither
+    CHECK_THAT(message_of([&] { attn::torch::load_grouped_query(full, qwen); }),
+               Catch::Contains("weight 'w_o/bias' needs torch tensor 'o_proj.bias'"));
+    attn::GroupedQueryAttention<double> proj_only(
+        {.d_model = 8, .n_head = 4, .n_kv_head = 2, .max_seq_len = 5, .proj_bias = true});
+    CHECK_THAT(message_of([&] { attn::torch::load_grouped_query(proj_only, qwen); }),
+               Catch::Contains("torch tensor 'q_proj.bias' in '<memory>' has no counterpart"));
+  }
   SECTION("wrong head layout") {
     attn::GroupedQueryAttention<double> mqa(
         {.d_model = 8, .n_head = 4, .n_kv_head = 1, .max_seq_len = 5, .use_bias = true});

@@ -280,7 +280,7 @@ TEST_CASE("cbam: bad shapes give ShapeErrors naming the layer", "[cbam]") {
   broken.parameters()[2].data.pop_back();
   REQUIRE_THROWS_WITH(
       broken.forward(random_tensor<double, 4>({1, 2, 2, 8}, 1)),
-      "cbam: weight 'spatial_attention/spatial_attention_conv/kernel' must have shape [3, 3, 2, 1], "
+      "cbam: weight 'spatial_attention/spatial_attention_conv/kernel' must have shape [3, 3, 2, 1] (18 values), "
       "got shape [3, 3, 2, 1] with 17 values");
 }
 

@@ -233,7 +233,7 @@ TEST_CASE("channel: bad shapes give ShapeErrors naming the layer", "[channel]") 
   broken.parameters()[0].shape = {8, 3};
   broken.parameters()[0].data.resize(24);
   REQUIRE_THROWS_WITH(broken.forward(random_tensor<double, 4>({1, 2, 2, 8}, 1)),
-                      "channel: weight 'channel_attention_dense_1/kernel' must have shape [8, 4], got shape "
+                      "channel: weight 'channel_attention_dense_1/kernel' must have shape [8, 4] (32 values), got shape "
                       "[8, 3] with 24 values");
 }
 

@@ -53,12 +53,13 @@ Reference oracle(const GQA& layer, const attn::Tensor<double, 3>& x, const KeepF
   const Index d = D / H, g = H / Hkv;
   Index r = static_cast<Index>(static_cast<double>(d) * c.rope_percentage);
   if (r % 2 == 1) r -= 1;
+  if (!c.use_rope) r = 0;
 
   auto project = [&](const std::string& name, const attn::Tensor<double, 3>& in) {
     const attn::Weight<double>* k = W.find(name + "/kernel");
     const attn::Weight<double>* bias = W.find(name + "/bias");
     REQUIRE(k != nullptr);
-    REQUIRE((bias != nullptr) == c.use_bias);
+    REQUIRE((bias != nullptr) == (c.use_bias || (name == "w_o" ? c.proj_bias : c.qkv_bias)));
     const Index n_in = k->shape.at(0), n_out = k->shape.at(1);
     attn::Tensor<double, 3> out(B, L, n_out);
     for (Index b = 0; b < B; ++b)
@@ -147,7 +148,8 @@ void set_biases(GQA& layer) {
     for (std::size_t i = 0; i < w.data.size(); ++i) w.data[i] = 0.05 * static_cast<double>((i + 3 * n) % 7) - 0.12;
     ++n;
   }
-  REQUIRE(n == (layer.config().use_bias ? 4u : 0u));
+  const auto& c = layer.config();
+  REQUIRE(n == (c.use_bias || c.qkv_bias ? 3u : 0u) + (c.use_bias || c.proj_bias ? 1u : 0u));
 }
 
 double dot(const std::vector<double>& a, const std::vector<double>& b) {
@@ -404,7 +406,7 @@ TEST_CASE("group_query: with RoPE the identity and n_kv_head == n_head it equals
     attn::Tensor<bool, 2> pad(2, 6);
     pad.setConstant(true);
     pad(0, 5) = pad(1, 1) = false;
-    ATTN_REQUIRE_CLOSE(g.forward(x, pad), m.forward(x, pad), 1e-12, 1e-12);
+    ATTN_REQUIRE_CLOSE(g.forward(x, {.key_padding = attn::KeyPaddingMask(pad)}), m.forward(x, {.key_padding = attn::KeyPaddingMask(pad)}), 1e-12, 1e-12);
 
     // RoPE on (same weights otherwise): no longer equal, so the rotation is really applied
     GQA rot({.d_model = d_model, .n_head = heads, .n_kv_head = heads}, 21);
@@ -441,7 +443,7 @@ TEST_CASE("group_query: a rank-2 mask is key padding: equals running on the trun
   attn::Tensor<bool, 2> pad(2, 6);
   pad.setConstant(true);
   for (Index j = 4; j < 6; ++j) pad(1, j) = false;  // item 1 has 4 real tokens
-  const auto r = layer.forward_with_weights(x, pad);
+  const auto r = layer.forward_with_weights(x, {.key_padding = attn::KeyPaddingMask(pad)});
   attn::Tensor<double, 3> x1 = x.slice(std::array<Index, 3>{1, 0, 0}, std::array<Index, 3>{1, 4, 16});
   const auto y1 = layer.forward(x1);
   for (Index t = 0; t < 4; ++t)
@@ -489,7 +491,7 @@ TEST_CASE("group_query: causal masking matches the oracle and the prefix propert
   pad.setConstant(true);
   pad(0, 0) = false;  // query 0 of item 0 then sees nothing: a zero context, output = the output bias
   pad(1, 3) = false;
-  const auto rm = layer.forward_with_weights(x, pad);
+  const auto rm = layer.forward_with_weights(x, {.key_padding = attn::KeyPaddingMask(pad)});
   const auto refm = oracle(layer, x, [&](Index b, Index, Index i, Index j) { return j <= i && pad(b, j); });
   ATTN_REQUIRE_CLOSE(rm.output, refm.y, 1e-12, 1e-12);
   ATTN_REQUIRE_CLOSE(rm.weights, refm.p, 1e-12, 1e-12);
@@ -511,7 +513,7 @@ TEST_CASE("group_query: mask ranks 3 and 4, fully masked rows give zeros, bad ma
   m3.setConstant(true);
   m3(0, 0, 2) = false;
   for (Index j = 0; j < 3; ++j) m3(0, 2, j) = false;  // query 2 sees nothing
-  const auto r3 = layer.forward_with_weights(x, m3);
+  const auto r3 = layer.forward_with_weights(x, {.attn_mask = attn::AttnMask(m3)});
   for (Index h = 0; h < 4; ++h) {
     for (Index j = 0; j < 3; ++j) REQUIRE(r3.weights(0, h, 2, j) == 0.0);
     REQUIRE(r3.weights(0, h, 0, 2) == 0.0);
@@ -522,13 +524,13 @@ TEST_CASE("group_query: mask ranks 3 and 4, fully masked rows give zeros, bad ma
   ATTN_REQUIRE_CLOSE(r3.output, ref3.y, 1e-12, 1e-12);
   // rank 4 with a head extent of 1 broadcasts like rank 3
   attn::Tensor<bool, 4> m41 = m3.reshape(std::array<Index, 4>{1, 1, 3, 3});
-  ATTN_REQUIRE_CLOSE(layer.forward(x, m41), r3.output, 1e-12, 1e-12);
+  ATTN_REQUIRE_CLOSE(layer.forward(x, {.attn_mask = attn::AttnMask(m41)}), r3.output, 1e-12, 1e-12);
   // per query head
   attn::Tensor<bool, 4> mh(1, 4, 3, 3);
   for (Index h = 0; h < 4; ++h)
     for (Index i = 0; i < 3; ++i)
       for (Index j = 0; j < 3; ++j) mh(0, h, i, j) = (h + i + j) % 3 != 0 || j == i;
-  const auto rh = layer.forward_with_weights(x, mh);
+  const auto rh = layer.forward_with_weights(x, {.attn_mask = attn::AttnMask(mh)});
   const auto refh = oracle(layer, x, [&](Index b, Index h, Index i, Index j) { return mh(b, h, i, j); });
   ATTN_REQUIRE_CLOSE(rh.output, refh.y, 1e-12, 1e-12);
   ATTN_REQUIRE_CLOSE(rh.weights, refh.p, 1e-12, 1e-12);
@@ -536,21 +538,25 @@ TEST_CASE("group_query: mask ranks 3 and 4, fully masked rows give zeros, bad ma
   // masks of the wrong shape: a ShapeError naming the layer, expected and actual shapes
   attn::Tensor<bool, 4> kvh(1, 2, 3, 3);  // n_kv_head heads is not a valid head extent
   kvh.setConstant(true);
-  REQUIRE_THROWS_WITH(layer.forward(x, kvh),
-                      "group_query: attention_mask must have shape [1, 4, 3, 3] (rank 4: [batch, 1 or heads, "
-                      "queries, keys]), got [1, 2, 3, 3]");
+  REQUIRE_THROWS_WITH(layer.forward(x, {.attn_mask = attn::AttnMask(kvh)}),
+                      "group_query: attn_mask of shape [1, 2, 3, 3] does not broadcast to [1, 4, 3, 3] (an extent "
+                      "is neither 1 nor equal)");
   attn::Tensor<bool, 2> bad2(1, 4);
   bad2.setConstant(true);
-  REQUIRE_THROWS_WITH(layer.forward(x, bad2),
-                      "group_query: attention_mask must have shape [1, 3] (rank 2: [batch, keys], true = "
-                      "attend), got [1, 4]");
+  REQUIRE_THROWS_WITH(layer.forward(x, {.key_padding = attn::KeyPaddingMask(bad2)}),
+                      "group_query: key_padding_mask must have shape [1, 3] ([batch, keys], true = a real key), "
+                      "got [1, 4]");
+  REQUIRE_THROWS_WITH(layer.forward(x, {.attn_mask = attn::AttnMask(bad2)}),
+                      "group_query: attn_mask of shape [1, 4] does not broadcast to [1, 4, 3, 3] (the key axis "
+                      "must equal S)");
   attn::Tensor<bool, 3> bad3(1, 3, 2);
   bad3.setConstant(true);
-  REQUIRE_THROWS_AS(layer.forward(x, bad3), attn::ShapeError);
+  REQUIRE_THROWS_AS(layer.forward(x, {.attn_mask = attn::AttnMask(bad3)}), attn::ShapeError);
   attn::Tensor<bool, 1> r1(3);
   r1.setConstant(true);
-  REQUIRE_THROWS_WITH(layer.forward(x, r1),
-                      "group_query: Unsupported attention_mask rank: 1. Expected 2, 3, or 4 (got shape [3]).");
+  REQUIRE_THROWS_WITH(layer.forward(x, {.attn_mask = attn::AttnMask(r1)}),
+                      "group_query: attn_mask must have rank 2 [T, S], 3 [B, T, S] or 4 [B, 1|H, T, S], got rank 1 "
+                      "with shape [3]");
 }
 
 TEST_CASE("group_query: float and double agree", "[group_query]") {
@@ -652,14 +658,16 @@ TEST_CASE("group_query: validation messages", "[group_query]") {
   REQUIRE(layer.config().at("causal") == true);
   REQUIRE(layer.target<GQA>()->config().causal);
 
-  // discovery: the reference's defaults, in its order (then `causal`, beyond the reference)
+  // discovery: the reference's defaults, in its order (then `causal`, `use_rope`, `qkv_bias` and
+  // `proj_bias`, beyond the reference)
   const Json info = attn::get_attention_info().at("group_query");
   REQUIRE(info.at("class") == "GroupedQueryAttention");
   REQUIRE(info.at("required_params") == Json::array({"d_model", "n_head", "n_kv_head"}));
   const Json expected_optional = Json::parse(
       R"({"max_seq_len": 2048, "dropout_rate": 0.0, "rope_percentage": 1.0, "rope_theta": 10000.0,
           "use_bias": false, "kernel_initializer": "glorot_uniform", "bias_initializer": "zeros",
-          "causal": false, "kernel_regularizer": null, "bias_regularizer": null})");
+          "causal": false, "use_rope": true, "qkv_bias": false, "proj_bias": false,
+          "kernel_regularizer": null, "bias_regularizer": null})");
   REQUIRE(attn::Json(info.at("optional_params")) == expected_optional);
   REQUIRE(info.at("input_ranks") == Json::array({3}));
 }
@@ -750,8 +758,70 @@ TEMPLATE_TEST_CASE("golden: group_query with RoPE matches PyTorch ops", "[golden
                                                          : attn::torch::RopeLayout::interleaved;
     attn::torch::load_grouped_query(layer, g.file, g.meta("torch_prefix"), options);
     const auto mask = mask_of(g, "input/mask");
-    const auto r = layer.forward_with_weights(input<T, 3>(g, "x"), mask.view());
+    const auto r = layer.forward_with_weights(input<T, 3>(g, "x"), mask.masks<T>());
     check<T>(g, "output", r.output);
     check<T>(g, "weights", r.weights);
+    auto any = attn::create_attention_layer<T>("group_query", g.config);
+    attn::torch::load_grouped_query(any, g.file, g.meta("torch_prefix"), options);
+    check_through_door<T>(g, any, {attn::AnyTensor<T>(input<T, 3>(g, "x"))}, mask);
   });
+}
+
+TEST_CASE("group_query: use_rope = false switches RoPE off explicitly", "[group_query][rope]") {
+  const Cfg on{.d_model = 16, .n_head = 4, .n_kv_head = 2, .max_seq_len = 8};
+  Cfg off = on;
+  off.use_rope = false;
+  LogCapture log;
+  const GQA a(off, 7);
+  // no tables, and none of RoPE's log lines
+  for (const auto& w : a.parameters()) REQUIRE(w.name.rfind("rope/", 0) == std::string::npos);
+  REQUIRE(a.parameters().size() == 4);
+  for (const auto& [level, line] : log.lines) REQUIRE(line.find("rope") == std::string::npos);
+  const auto x = random_tensor<double, 3>({2, 6, 16}, 3);
+  const auto r = a.forward_with_weights(x);
+  const auto ref = oracle(a, x);  // r = 0 in the oracle: no rotation
+  ATTN_REQUIRE_CLOSE(r.output, ref.y, 1e-12, 1e-12);
+  ATTN_REQUIRE_CLOSE(r.weights, ref.p, 1e-12, 1e-12);
+  // the same trainable weights with RoPE on give a different output (the switch is honoured)
+  GQA b(on, 7);
+  for (std::size_t i = 0; i < 4; ++i) REQUIRE(b.parameters()[i].data == a.parameters()[i].data);
+  REQUIRE_FALSE(attn_test::compare(b.forward(x), r.output, 1e-6, 1e-6).ok);
+  // through JSON
+  const auto any = attn::create_attention_layer<double>(
+      "group_query", {{"d_model", 16}, {"n_head", 4}, {"n_kv_head", 2}, {"max_seq_len", 8}, {"use_rope", false}}, "", 7);
+  ATTN_REQUIRE_CLOSE(any.forward(attn::AnyTensor<double>(x)).to_tensor<3>(), r.output, 0.0, 0.0);
+}
+
+TEST_CASE("group_query: per-projection biases (qkv_bias, proj_bias)", "[group_query]") {
+  const auto names = [](const GQA& l) {
+    std::vector<std::string> n;
+    for (const auto& w : l.parameters()) n.push_back(w.name);
+    return n;
+  };
+  using V = std::vector<std::string>;
+  const Cfg base{.d_model = 8, .n_head = 4, .n_kv_head = 2, .max_seq_len = 5};
+  Cfg qkv = base;
+  qkv.qkv_bias = true;
+  REQUIRE(names(GQA(qkv)) == V{"w_q/kernel", "w_q/bias", "w_k/kernel", "w_k/bias", "w_v/kernel", "w_v/bias",
+                               "w_o/kernel", "rope/cos_cached", "rope/sin_cached"});
+  Cfg proj = base;
+  proj.proj_bias = true;
+  REQUIRE(names(GQA(proj)) == V{"w_q/kernel", "w_k/kernel", "w_v/kernel", "w_o/kernel", "w_o/bias",
+                                "rope/cos_cached", "rope/sin_cached"});
+  Cfg all = base;
+  all.use_bias = true;
+  REQUIRE(names(GQA(all)).size() == 10);
+  // forward equals the oracle with the biases set
+  GQA layer(qkv, 3);
+  set_biases(layer);
+  const auto x = random_tensor<double, 3>({2, 5, 8}, 4);
+  ATTN_REQUIRE_CLOSE(layer.forward(x), oracle(layer, x).y, 1e-12, 1e-12);
+  // identity: q/k/v biases alone equal all four biases with a zero output bias
+  GQA full(all, 3);
+  for (auto& w : full.parameters())
+    if (w.name == "w_o/bias")
+      std::fill(w.data.begin(), w.data.end(), 0.0);
+    else
+      w.data = layer.parameters().find(w.name)->data;
+  ATTN_REQUIRE_CLOSE(full.forward(x), layer.forward(x), 1e-13, 1e-14);
 }

@@ -133,7 +133,7 @@ TEST_CASE("multi_head: padding mask equals running on the truncated sequence", "
   attn::Tensor<bool, 2> pad(2, 6);
   pad.setConstant(true);
   for (Index j = 4; j < 6; ++j) pad(1, j) = false;  // item 1 has 4 real tokens
-  const auto r = layer.forward_with_weights(x, pad);
+  const auto r = layer.forward_with_weights(x, {.key_padding = attn::KeyPaddingMask(pad)});
   attn::Tensor<double, 3> x1 = x.slice(std::array<Index, 3>{1, 0, 0}, std::array<Index, 3>{1, 4, 16});
   const auto y1 = layer.forward(x1);
   for (Index t = 0; t < 4; ++t)
@@ -155,19 +155,19 @@ TEST_CASE("multi_head: mask ranks 3 and 4, broadcast, and fully masked rows give
   attn::Tensor<bool, 3> m3(1, 3, 3);
   m3.setConstant(true);
   for (Index j = 0; j < 3; ++j) m3(0, 2, j) = false;  // query 2 sees nothing
-  const auto r3 = layer.forward_with_weights(x, m3);
+  const auto r3 = layer.forward_with_weights(x, {.attn_mask = attn::AttnMask(m3)});
   for (Index h = 0; h < 2; ++h)
     for (Index j = 0; j < 3; ++j) REQUIRE(r3.weights(0, h, 2, j) == 0.0);
   // the context of query 2 is zero, so its output is zero (no bias)
   for (Index f = 0; f < 8; ++f) REQUIRE(r3.output(0, 2, f) == 0.0);
   // rank 4 with a head extent of 1 broadcasts like rank 3
   attn::Tensor<bool, 4> m4 = m3.reshape(std::array<Index, 4>{1, 1, 3, 3});
-  ATTN_REQUIRE_CLOSE(layer.forward(x, m4), r3.output, 0.0, 0.0);
+  ATTN_REQUIRE_CLOSE(layer.forward(x, {.attn_mask = attn::AttnMask(m4)}), r3.output, 0.0, 0.0);
   // per-head rank 4: head 1 fully unmasked equals the unmasked layer's head 1 weights
   attn::Tensor<bool, 4> mh(1, 2, 3, 3);
   mh.setConstant(true);
   for (Index j = 1; j < 3; ++j) mh(0, 0, 0, j) = false;
-  const auto rh = layer.forward_with_weights(x, mh);
+  const auto rh = layer.forward_with_weights(x, {.attn_mask = attn::AttnMask(mh)});
   const auto r0 = layer.forward_with_weights(x);
   REQUIRE(rh.weights(0, 0, 0, 0) == Approx(1.0));
   for (Index i = 0; i < 3; ++i)
@@ -184,13 +184,14 @@ TEST_CASE("multi_head: bad shapes and configs give typed errors", "[multi_head]"
   const auto x = random_tensor<double, 3>({2, 3, 8}, 1);
   attn::Tensor<bool, 2> bad(2, 4);
   bad.setConstant(true);
-  REQUIRE_THROWS_WITH(layer.forward(x, bad),
-                      "multi_head: attention_mask must have shape [2, 3] (rank 2: [batch, keys], true = "
-                      "attend), got [2, 4]");
+  REQUIRE_THROWS_WITH(layer.forward(x, {.key_padding = attn::KeyPaddingMask(bad)}),
+                      "multi_head: key_padding_mask must have shape [2, 3] ([batch, keys], true = a real key), got "
+                      "[2, 4]");
   attn::Tensor<bool, 1> r1(3);
   r1.setConstant(true);
-  REQUIRE_THROWS_WITH(layer.forward(x, r1),
-                      "multi_head: Unsupported attention_mask rank: 1. Expected 2, 3, or 4 (got shape [3]).");
+  REQUIRE_THROWS_WITH(layer.forward(x, {.attn_mask = attn::AttnMask(r1)}),
+                      "multi_head: attn_mask must have rank 2 [T, S], 3 [B, T, S] or 4 [B, 1|H, T, S], got rank 1 "
+                      "with shape [3]");
   attn::Tensor<double, 2> soft(2, 3);
   soft.setConstant(0.5);
   REQUIRE_THROWS_AS(attn::mask_from_values(soft), attn::ShapeError);
@@ -208,7 +209,9 @@ TEST_CASE("multi_head: causal equals an explicit lower-triangular mask and ignor
     for (Index i = 0; i < 7; ++i)
       for (Index j = 0; j < 7; ++j) tri(b, i, j) = j <= i;
   const auto r = causal.forward_with_weights(x);
-  ATTN_REQUIRE_CLOSE(r.output, plain.forward(x, tri), 1e-12, 1e-13);
+  ATTN_REQUIRE_CLOSE(r.output, plain.forward(x, {.attn_mask = attn::AttnMask(tri)}), 1e-12, 1e-13);
+  // the causal flag per call equals the config's
+  ATTN_REQUIRE_CLOSE(r.output, plain.forward(x, {.causal = true}), 0.0, 0.0);
   for (Index i = 0; i < 7; ++i)
     for (Index j = i + 1; j < 7; ++j) REQUIRE(r.weights(1, 1, i, j) == 0.0);
   auto x2 = x;
@@ -239,8 +242,11 @@ TEMPLATE_TEST_CASE("golden: multi_head (the reference layout) matches PyTorch op
     attn::MultiHeadAttention<T> layer(g.config.get<attn::MultiHeadAttentionConfig>());
     attn::load_weights(layer, g.file, "weights");
     const auto mask = mask_of(g, "input/mask");
-    const auto r = layer.forward_with_weights(input<T, 3>(g, "x"), mask.view());
+    const auto r = layer.forward_with_weights(input<T, 3>(g, "x"), mask.masks<T>());
     check<T>(g, "output", r.output);
     check<T>(g, "weights", r.weights);
+    auto any = attn::create_attention_layer<T>("multi_head", g.config);
+    attn::load_weights(any, g.file, "weights");
+    check_through_door<T>(g, any, {attn::AnyTensor<T>(input<T, 3>(g, "x"))}, mask);
   });
 }

@@ -88,7 +88,7 @@ TEST_CASE("self_attention: causal and padding masks, weights", "[self_attention]
   attn::Tensor<bool, 2> pad(2, 5);
   pad.setConstant(true);
   pad(1, 3) = pad(1, 4) = false;
-  ATTN_REQUIRE_CLOSE(l.forward(x, pad), oracle(l, x, [&](Index b, Index, Index, Index j) { return pad(b, j); }),
+  ATTN_REQUIRE_CLOSE(l.forward(x, {.key_padding = attn::KeyPaddingMask(pad)}), oracle(l, x, [&](Index b, Index, Index, Index j) { return pad(b, j); }),
                      1e-12, 1e-13);
 }
 
@@ -108,8 +108,11 @@ TEMPLATE_TEST_CASE("golden: self_attention matches PyTorch linear, matmul and so
     attn::SelfAttention<T> layer(g.config.get<attn::SelfAttentionConfig>());
     attn::load_weights(layer, g.file, "weights");
     const auto mask = mask_of(g, "input/mask");
-    const auto r = layer.forward_with_weights(input<T, 3>(g, "x"), mask.view());
+    const auto r = layer.forward_with_weights(input<T, 3>(g, "x"), mask.masks<T>());
     check<T>(g, "output", r.output);
     check<T>(g, "weights", r.weights);
+    auto any = attn::create_attention_layer<T>("self_attention", g.config);
+    attn::load_weights(any, g.file, "weights");
+    check_through_door<T>(g, any, {attn::AnyTensor<T>(input<T, 3>(g, "x"))}, mask);
   });
 }

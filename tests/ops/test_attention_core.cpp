@@ -682,7 +682,8 @@ TEST_CASE("multi_head: the layer on the core equals the reference path", "[atten
   for (int threads : {1, 2}) {
     attn::set_num_threads(threads);
     for (bool masked : {false, true}) {
-      const attn::BoolMask mask = masked ? attn::BoolMask(pad) : attn::BoolMask();
+      attn::AttentionMasks<double> mask;
+      if (masked) mask.key_padding = attn::KeyPaddingMask(pad);
       const auto r = layer.forward_with_weights(x, mask);
       const auto y = layer.forward(x, mask);
       // Before the switch: the same projections around ops::attention_reference.
@@ -691,8 +692,8 @@ TEST_CASE("multi_head: the layer on the core equals the reference path", "[atten
       attn::Tensor<double, 3> qkv(B, L, 3 * E), ctx(B, L, E), want(B, L, E);
       attn::Tensor<double, 4> weights(B, H, L, L);
       attn::ops::dense(x.data(), B * L, w[0], &w[1], qkv.data());
-      attn::ops::AttentionMask<double> m;
-      attn::bind_mask(m, mask, B, H, L, L, "multi_head");
+      const auto bound = attn::bind_masks(mask, B, H, L, L, "multi_head");
+      const attn::ops::AttentionMask<double>& m = bound.core;
       ops::attention_reference(ops::heads_of<double>(qkv.data(), B, L, H, d, 3 * E),
                                ops::heads_of<double>(qkv.data() + E, B, L, H, d, 3 * E),
                                ops::heads_of<double>(qkv.data() + 2 * E, B, L, H, d, 3 * E),

@@ -84,6 +84,17 @@ struct Mask {
   [[nodiscard]] attn::BoolMask view() const {
     return data ? attn::BoolMask(data.get(), shape) : attn::BoolMask{};
   }
+  /// The files store key padding as rank 2 [B, S] and attention masks as rank 3 or 4.
+  template <class T>
+  [[nodiscard]] attn::AttentionMasks<T> masks() const {
+    attn::AttentionMasks<T> m;
+    if (!data) return m;
+    if (shape.size() == 2)
+      m.key_padding = attn::KeyPaddingMask(view());
+    else
+      m.attn_mask = attn::AttnMask(view());
+    return m;
+  }
 };
 inline Mask mask_of(const Golden& g, const std::string& name) {
   Mask m;
@@ -127,6 +138,21 @@ void for_each_golden(const std::string& type, F&& body) {
     body(g);
   }
   REQUIRE(seen > 0);
+}
+
+/// Runs `layer` (built through the factory, weights loaded) through AnyLayer's forward door with the
+/// file's mask and checks the output and the attention weights against the file.
+template <class T>
+void check_through_door(const Golden& g, const attn::AnyLayer<T>& layer, std::vector<attn::AnyTensor<T>> inputs,
+                        const Mask& mask) {
+  attn::ForwardArgs<T> args;
+  static_cast<attn::AttentionMasks<T>&>(args) = mask.template masks<T>();
+  args.inputs = std::move(inputs);
+  args.return_weights = true;
+  const auto y = layer.forward(args);
+  check<T>(g, "output", y.output.template view<3>());
+  REQUIRE(y.weights.has_value());
+  check<T>(g, "weights", y.weights->template view<4>());
 }
 
 }  // namespace attn_test

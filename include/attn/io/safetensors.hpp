@@ -9,7 +9,9 @@
 /// that the data section starts at a multiple of 8 bytes.
 ///
 /// Reading (`SafeTensors`): the file is read once into memory and every tensor is converted from its
-/// bytes straight into the caller's scalar (no other copy). Dtypes F32, F64, F16 and BF16 convert to
+/// bytes straight into the caller's scalar (no other copy). Dtypes I64, I32, U8 and BOOL convert to
+/// integers and booleans (`integers`, `bool_tensor`: masks and lengths travel in the same files; every
+/// value range-checked). Dtypes F32, F64, F16 and BF16 convert to
 /// float or double (F16 and BF16 exactly; F64 to float rounds to nearest, and a finite value beyond
 /// float's range is an error rather than a silent infinity). Every valid safetensors dtype string is
 /// accepted in the header (BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, I32, U32, I64, U64 too), but
@@ -304,6 +306,73 @@ public:
         return;  // unreachable: checked above
     }
   }
+  /// Converts tensor `name`, of dtype I64, I32, U8 or BOOL, into the integers (or booleans) `out`,
+  /// which must hold exactly its element count. I is bool, std::uint8_t, std::int32_t or std::int64_t
+  /// (attn::Index). Every value is checked against I's range (a bool takes only 0 and 1), and a BOOL
+  /// byte other than 0 or 1 is malformed: WeightsError naming the tensor and the flat index. Float
+  /// dtypes are a WeightsError (no silent rounding).
+  template <class I>
+  void read_integers_into(std::string_view name, std::span<I> out) const {
+    static_assert(std::is_same_v<I, bool> || std::is_same_v<I, std::uint8_t> || std::is_same_v<I, std::int32_t> ||
+                      std::is_same_v<I, std::int64_t> || std::is_same_v<I, long> || std::is_same_v<I, long long>,
+                  "attn: integer destination must be bool, uint8_t, int32_t or int64_t");
+    const Entry& e = at(name);
+    if (e.dtype != DType::I64 && e.dtype != DType::I32 && e.dtype != DType::U8 && e.dtype != DType::BOOL)
+      throw WeightsError(
+          fmt::format("safetensors '{}': tensor '{}' has dtype {}; only I64, I32, U8 and BOOL convert to "
+                      "integers and booleans",
+                      origin_, name, dtype_name(e.dtype)));
+    const auto n = static_cast<std::size_t>(e.count());
+    if (out.size() != n)
+      throw WeightsError(fmt::format("safetensors '{}': tensor '{}' has {} elements, destination holds {}",
+                                     origin_, name, n, out.size()));
+    const std::uint8_t* p = bytes_.data() + data_begin_ + e.begin;
+    const std::size_t w = dtype_size(e.dtype);
+    constexpr bool to_bool = std::is_same_v<I, bool>;
+    const long double lo = to_bool ? 0.0L : static_cast<long double>(std::numeric_limits<I>::min());
+    const long double hi = to_bool ? 1.0L : static_cast<long double>(std::numeric_limits<I>::max());
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint64_t bits = detail::load_le(p + w * i, w);
+      std::int64_t v = 0;
+      switch (e.dtype) {
+        case DType::I64: v = static_cast<std::int64_t>(bits); break;
+        case DType::I32: v = static_cast<std::int32_t>(static_cast<std::uint32_t>(bits)); break;
+        default: v = static_cast<std::int64_t>(bits); break;  // U8, BOOL: one byte
+      }
+      if (e.dtype == DType::BOOL && v > 1)
+        throw WeightsError(fmt::format("safetensors '{}': tensor '{}' of dtype BOOL holds byte {} at flat index {} "
+                                       "(only 0 and 1 are booleans)",
+                                       origin_, name, v, i));
+      const auto lv = static_cast<long double>(v);
+      if (lv < lo || lv > hi)
+        throw WeightsError(fmt::format("safetensors '{}': tensor '{}' value {} at flat index {} does not fit in {}",
+                                       origin_, name, v, i, to_bool ? "bool (0 or 1)" : "the destination type"));
+      out[i] = static_cast<I>(v);
+    }
+  }
+  /// Tensor `name` (I64, I32, U8 or BOOL) as integers, flat, e.g. key lengths.
+  template <class I = Index>
+  [[nodiscard]] std::vector<I> integers(std::string_view name) const {
+    static_assert(!std::is_same_v<I, bool>, "attn: use bool_tensor for booleans");
+    std::vector<I> v(static_cast<std::size_t>(at(name).count()));
+    read_integers_into<I>(name, std::span<I>(v));
+    return v;
+  }
+  /// Tensor `name` (BOOL, or U8/I32/I64 holding only 0 and 1) as a boolean tensor of rank R, e.g. a
+  /// mask; WeightsError when its rank is not R.
+  template <int R>
+  [[nodiscard]] Tensor<bool, R> bool_tensor(std::string_view name) const {
+    const Entry& e = at(name);
+    if (static_cast<int>(e.shape.size()) != R)
+      throw WeightsError(fmt::format("safetensors '{}': tensor '{}' has shape {}, expected rank {}", origin_, name,
+                                     shape_str(e.shape), R));
+    std::array<Index, R> dims{};
+    for (int i = 0; i < R; ++i) dims[static_cast<std::size_t>(i)] = e.shape[static_cast<std::size_t>(i)];
+    Tensor<bool, R> t(dims);
+    read_integers_into<bool>(name, std::span<bool>(t.data(), static_cast<std::size_t>(t.size())));
+    return t;
+  }
+
   /// Tensor `name` converted to T, flat.
   template <class T>
   [[nodiscard]] std::vector<T> values(std::string_view name) const {

@@ -28,7 +28,10 @@
 /// Grouped-query attention from separate `nn.Linear` projections (Llama-style names by default):
 ///   q_proj.weight [n_head·d, D], k_proj.weight [n_kv_head·d, D], v_proj.weight [n_kv_head·d, D],
 ///   o_proj.weight [D, n_head·d] (+ optional .bias)  →  group_query w_q, w_k, w_v, w_o kernels
-///   (transposed) and biases. The RoPE tables are derived from the layer's config and kept.
+///   (transposed) and biases, each bias where the layer has one: all four with `use_bias`; q/k/v
+///   alone with `qkv_bias` (Qwen2: biases on q/k/v, none on o_proj); o alone with `proj_bias`.
+///   The RoPE tables are derived from the layer's config and kept (a layer with `use_rope` false
+///   has none).
 /// attn's RoPE rotates interleaved pairs (2i, 2i+1). Models using the "rotate half" form (pairs
 /// (i, i + r/2), as the Hugging Face Llama/GPT-NeoX code does) are converted exactly with
 /// `RopeLayout::half_split`: within each query and key head the first r output features of the
@@ -360,7 +363,8 @@ TensorDict<weight_scalar_t<L>> grouped_query_tensors(const L& layer, const SafeT
     heads_q = c.at("n_head").get<Index>();
     heads_kv = c.at("n_kv_head").get<Index>();
     d = c.at("d_model").get<Index>() / heads_q;
-    r = ops::rope_rotary_dim(d, c.at("rope_percentage").get<double>());
+    const bool rope = !c.contains("use_rope") || c.at("use_rope").get<bool>();
+    r = rope ? ops::rope_rotary_dim(d, c.at("rope_percentage").get<double>()) : 0;
   }
   const auto permute = [&](const AnyTensor<T>& t, Index heads, std::string_view name) {
     if (options.rope != RopeLayout::half_split) return t;
@@ -395,7 +399,8 @@ TensorDict<weight_scalar_t<L>> grouped_query_tensors(const L& layer, const SafeT
       if (!has)
         throw WeightsError(
             fmt::format("{}: weight '{}' needs torch tensor '{}', which '{}' lacks (projections "
-                        "without bias map to a layer with use_bias = false)",
+                        "without bias map to a layer without that bias: use_bias, qkv_bias and proj_bias "
+                        "false for it)",
                         label, bias_name, k(p.bias), file.origin()));
       auto b = read<T>(file, k(p.bias));
       if (b.rank() != 1)
@@ -405,8 +410,8 @@ TensorDict<weight_scalar_t<L>> grouped_query_tensors(const L& layer, const SafeT
       dict.insert(bias_name, std::move(b));
     } else if (has && !options.load.allow_extra) {
       throw WeightsError(
-          fmt::format("{}: torch tensor '{}' in '{}' has no counterpart: the layer has no biases "
-                      "(use_bias = false; allow_extra drops it)",
+          fmt::format("{}: torch tensor '{}' in '{}' has no counterpart: the layer has no such bias "
+                      "(set use_bias, or qkv_bias / proj_bias for q/k/v / o alone; allow_extra drops it)",
                       label, k(p.bias), file.origin()));
     }
   }

@@ -16,6 +16,9 @@
 /// layer has no weight for are a WeightsError naming the layer type, the weight, the tensor and what
 /// was expected against what was found. Values are converted into copies of the layer's weights, which
 /// replace them only when everything succeeded: a failed load leaves the layer as it was.
+/// `load_weights` returns the names of the tensors under the prefix that it skipped (only possible
+/// with `allow_extra`; empty otherwise), so that e.g. a bias dropped by a mismatched `use_bias` does not
+/// go unnoticed.
 #pragma once
 
 #include <algorithm>
@@ -235,22 +238,37 @@ std::vector<std::string> load_weights_impl(L& layer, const Source& source, std::
 
 }  // namespace detail
 
-/// Loads every weight of `layer` from a safetensors file already read. See the file comment.
-template <HasWeights L>
-void load_weights(L& layer, const SafeTensors& file, std::string_view prefix = "", LoadOptions options = {}) {
-  (void)detail::load_weights_impl(layer, file, prefix, options);
+namespace detail {
+/// The source's tensor names under `prefix` that are not in `used`, in the source's order.
+template <class Source>
+std::vector<std::string> skipped_names(const Source& source, std::string_view prefix,
+                                       const std::vector<std::string>& used) {
+  const std::string pre = weight_prefix(prefix);
+  std::vector<std::string> skipped;
+  for (auto& n : source_names(source))
+    if (n.starts_with(pre) && std::find(used.begin(), used.end(), n) == used.end()) skipped.push_back(n);
+  return skipped;
 }
-/// Loads every weight of `layer` from the safetensors file at `path`.
+}  // namespace detail
+
+/// Loads every weight of `layer` from a safetensors file already read. See the file comment. Returns
+/// the full names of the tensors under the prefix that were skipped (with `allow_extra`).
 template <HasWeights L>
-void load_weights(L& layer, const std::filesystem::path& path, std::string_view prefix = "",
-                  LoadOptions options = {}) {
-  load_weights(layer, SafeTensors::open(path), prefix, options);
+std::vector<std::string> load_weights(L& layer, const SafeTensors& file, std::string_view prefix = "",
+                                      LoadOptions options = {}) {
+  return detail::skipped_names(file, prefix, detail::load_weights_impl(layer, file, prefix, options));
 }
-/// Loads every weight of `layer` from in-memory tensors.
+/// Loads every weight of `layer` from the safetensors file at `path`; returns the skipped names.
+template <HasWeights L>
+std::vector<std::string> load_weights(L& layer, const std::filesystem::path& path, std::string_view prefix = "",
+                                      LoadOptions options = {}) {
+  return load_weights(layer, SafeTensors::open(path), prefix, options);
+}
+/// Loads every weight of `layer` from in-memory tensors; returns the skipped names.
 template <HasWeights L, class U>
-void load_weights(L& layer, const TensorDict<U>& tensors, std::string_view prefix = "",
-                  LoadOptions options = {}) {
-  (void)detail::load_weights_impl(layer, tensors, prefix, options);
+std::vector<std::string> load_weights(L& layer, const TensorDict<U>& tensors, std::string_view prefix = "",
+                                      LoadOptions options = {}) {
+  return detail::skipped_names(tensors, prefix, detail::load_weights_impl(layer, tensors, prefix, options));
 }
 
 /// Adds every weight of `layer` (as F32 for float layers, F64 for double) to `writer` under `prefix`.

@@ -43,6 +43,7 @@
 #include "attn/core/tensor.hpp"
 #include "attn/core/weights.hpp"
 #include "attn/layers/detail/layer_base.hpp"
+#include "attn/layers/detail/cbam_gates.hpp"
 #include "attn/ops/gates.hpp"
 
 namespace attn {
@@ -133,16 +134,17 @@ public:
   [[nodiscard]] Tensor<T, 4> forward(const X& x) const {
     const ConstTensorView<T, 4> v = view_of<T, 4>(x);
     check_input(shape_of(v));
+    this->check_weights();
     const Index B = v.dimension(0), H = v.dimension(1), W = v.dimension(2), C = v.dimension(3);
     const Index P = H * W;
     Matrix<T> mc(B, C);
-    channel_gate_(weights_, Config::type_name, v.data(), B, P, mc.data());
+    channel_gate_(weights_, channel_slots_, v.data(), B, P, mc.data());
     Tensor<T, 4> out(B, H, W, C);
     for (Index b = 0; b < B; ++b)  // F1 = x ⊙ Mc
       MatrixMap<T>(out.data() + b * P * C, P, C).array() =
           ConstMatrixMap<T>(v.data() + b * P * C, P, C).array().rowwise() * mc.row(b).array();
     std::vector<T> ms(static_cast<std::size_t>(B * P));
-    spatial_gate_(weights_, Config::type_name, out.data(), B, H, W, C, ms.data());
+    spatial_gate_(weights_, spatial_slots_, out.data(), B, H, W, C, ms.data());
     // out = F1 ⊙ Ms
     MatrixMap<T>(out.data(), B * P, C).array().colwise() *=
         Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(ms.data(), B * P);
@@ -154,9 +156,11 @@ private:
 
   /// Both gates' weights, in the reference's order, drawn from `seed` with the configured
   /// initializers (biases: zeros).
-  void add_weights(WeightSet<T>& w, std::uint64_t seed) const {
-    channel_gate_.add_weights(w, config_.channel_kernel_initializer, seed);
-    spatial_gate_.add_weights(w, config_.spatial_kernel_initializer, seed);
+  void add_weights(WeightSet<T>& w, std::uint64_t seed) {
+    const auto c = channel_gate_.add_weights(w, config_.channel_kernel_initializer, seed);
+    const auto s = spatial_gate_.add_weights(w, config_.spatial_kernel_initializer, seed);
+    channel_slots_ = c;
+    spatial_slots_ = s;
   }
 
   void check_input(const Shape& x) const {
@@ -164,8 +168,10 @@ private:
                            /*need_channels=*/true);
   }
 
-  ops::ChannelGate channel_gate_;
-  ops::SpatialGate spatial_gate_;
+  detail::ChannelGate channel_gate_;
+  detail::SpatialGate spatial_gate_;
+  detail::ChannelGate::Slots channel_slots_;
+  detail::SpatialGate::Slots spatial_slots_;
 };
 
 }  // namespace attn

@@ -35,6 +35,7 @@
 #include "attn/core/tensor.hpp"
 #include "attn/core/weights.hpp"
 #include "attn/layers/detail/layer_base.hpp"
+#include "attn/layers/detail/cbam_gates.hpp"
 #include "attn/ops/gates.hpp"
 
 namespace attn {
@@ -106,9 +107,10 @@ public:
   [[nodiscard]] Tensor<T, 4> forward(const X& x) const {
     const ConstTensorView<T, 4> v = view_of<T, 4>(x);
     check_input(shape_of(v));
+    this->check_weights();
     const Index B = v.dimension(0), P = v.dimension(1) * v.dimension(2);
     Tensor<T, 4> out(B, 1, 1, static_cast<Index>(config_.channels));
-    gate_(weights_, Config::type_name, v.data(), B, P, out.data());
+    gate_(weights_, slots_, v.data(), B, P, out.data());
     return out;
   }
 
@@ -116,8 +118,8 @@ private:
   using Base::config_, Base::weights_;
 
   /// The gate's weights, drawn from `seed` with the configured initializer (biases: zeros).
-  void add_weights(WeightSet<T>& w, std::uint64_t seed) const {
-    gate_.add_weights(w, config_.kernel_initializer, seed);
+  void add_weights(WeightSet<T>& w, std::uint64_t seed) {
+    slots_ = gate_.add_weights(w, config_.kernel_initializer, seed);
   }
 
   void check_input(const Shape& x) const {
@@ -125,7 +127,8 @@ private:
                            /*need_channels=*/true);
   }
 
-  ops::ChannelGate gate_;
+  detail::ChannelGate gate_;
+  detail::ChannelGate::Slots slots_;
 };
 
 }  // namespace attn

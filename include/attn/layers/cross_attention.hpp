@@ -3,9 +3,11 @@
 /// decoder attention; Vaswani et al., 2017). Beyond the reference registry.
 ///
 /// Shapes: query input x `[B, T, embed_dim]`, context c `[B, S, context_dim]` (context_dim defaults
-/// to embed_dim); output `[B, T, embed_dim]`. Optional boolean mask (true = attend): rank 2 `[B, S]`
-/// key padding of the context, rank 3 `[B, T, S]`, rank 4 `[B, 1|num_heads, T, S]`. Optional
-/// attention weights `[B, num_heads, T, S]`.
+/// to embed_dim); output `[B, T, embed_dim]`. Masks: `AttentionMasks<T>` (ops/masks.hpp: key padding
+/// `[B, S]` and key lengths `[B]` of the context, attention mask `[T, S]` / `[B, T, S]` /
+/// `[B, 1|num_heads, T, S]`, causal, additive bias); the config's `causal` masks, on every call, the
+/// keys after each query's position, bottom-right aligned (query i sees key j iff j <= i + S - T).
+/// Optional attention weights `[B, num_heads, T, S]`.
 ///
 /// Weights (Keras layout `[in, out]`): `query/kernel [embed_dim, embed_dim]`, `query/bias`,
 /// `key/kernel [context_dim, embed_dim]`, `key/bias`, `value/kernel [context_dim, embed_dim]`,
@@ -31,7 +33,7 @@
 #include "attn/core/weights.hpp"
 #include "attn/layers/detail/layer_base.hpp"
 #include "attn/ops/masks.hpp"
-#include "attn/ops/projected.hpp"
+#include "attn/layers/detail/projected.hpp"
 
 namespace attn {
 
@@ -44,6 +46,7 @@ struct CrossAttentionConfig {
   std::optional<double> scale{};
   std::string_view kernel_initializer = "glorot_uniform";
   std::string_view bias_initializer = "zeros";
+  bool causal = false;
 
   static constexpr std::string_view type_name = "cross_attention";
   static constexpr std::string_view class_name = "CrossAttention";
@@ -76,6 +79,8 @@ struct CrossAttentionConfig {
         Field<C>{.name = "bias_initializer", .member = member<&C::bias_initializer>,
                  .choices = initializer_names,
                  .doc = "Initializer of the biases."},
+        Field<C>{.name = "causal", .member = &C::causal,
+                 .doc = "Mask future keys, bottom-right aligned (query i sees keys j <= i + S - T)."},
     };
   }
   void check(Problems& p) const {
@@ -97,7 +102,8 @@ public:
   using Scalar = T;
   static constexpr std::array<int, 2> input_ranks{3, 3};
 
-  explicit CrossAttention(const Config& config, std::uint64_t seed = 0) : Base(config) {
+  explicit CrossAttention(const Config& config, std::uint64_t seed = 0)
+      : Base(config), proj_(projected_of(config_)) {
     this->reset_parameters(seed);
   }
 
@@ -109,44 +115,54 @@ public:
     return {{2, 4, c.embed_dim}, {2, 6, c.ctx_dim()}};
   }
 
+  /// y `[B, T, embed_dim]` of x `[B, T, embed_dim]` and context `[B, S, context_dim]`; `masks` per
+  /// ops/masks.hpp (key padding and key lengths refer to the context).
   template <class X, class Ctx>
     requires TensorOf<X, T, 3> && TensorOf<Ctx, T, 3>
-  [[nodiscard]] Tensor<T, 3> forward(const X& x, const Ctx& context, const BoolMask& mask = {}) const {
-    return run(view_of<T, 3>(x), view_of<T, 3>(context), mask, false).output;
+  [[nodiscard]] Tensor<T, 3> forward(const X& x, const Ctx& context, const AttentionMasks<T>& masks = {}) const {
+    return run(view_of<T, 3>(x), view_of<T, 3>(context), masks, false).output;
   }
+  /// The output and the attention weights `[B, num_heads, T, S]`.
   template <class X, class Ctx>
     requires TensorOf<X, T, 3> && TensorOf<Ctx, T, 3>
   [[nodiscard]] AttentionResult<T> forward_with_weights(const X& x, const Ctx& context,
-                                                        const BoolMask& mask = {}) const {
-    return run(view_of<T, 3>(x), view_of<T, 3>(context), mask, true);
+                                                        const AttentionMasks<T>& masks = {}) const {
+    return run(view_of<T, 3>(x), view_of<T, 3>(context), masks, true);
   }
 
 private:
   using Base::config_, Base::weights_;
 
-  void add_weights(WeightSet<T>& w, std::uint64_t seed) const {
-    w = ops::projected_weights<T>(spec(), config_.kernel_initializer, config_.bias_initializer, seed);
-  }
-  [[nodiscard]] ops::ProjectedSpec spec() const {
-    const Index e = config_.embed_dim;
+  static detail::Projected projected_of(const Config& c) {
+    const Index e = c.embed_dim;
     return {e,
-            config_.ctx_dim(),
+            c.ctx_dim(),
             e,
-            config_.num_heads,
-            config_.use_bias,
-            config_.output_projection,
-            config_.scale.value_or(1.0 / std::sqrt(static_cast<double>(e / config_.num_heads))),
-            false};
+            c.num_heads,
+            c.use_bias,
+            c.output_projection,
+            c.scale.value_or(1.0 / std::sqrt(static_cast<double>(e / c.num_heads)))};
+  }
+  void add_weights(WeightSet<T>& w, std::uint64_t seed) {
+    slots_ = proj_.add_weights(w, config_.kernel_initializer, config_.bias_initializer, seed);
   }
   void check_inputs(const Shape& x, const Shape& c) const {
     check_shape(Config::type_name, "query input", x, {-1, -1, config_.embed_dim}, "([batch, T, embed_dim])");
     check_shape(Config::type_name, "context", c, {x.at(0), -1, config_.ctx_dim()},
                 "([batch, S, context_dim] with the query's batch)");
   }
-  AttentionResult<T> run(ConstTensorView<T, 3> x, ConstTensorView<T, 3> c, const BoolMask& mask, bool want) const {
+  AttentionResult<T> run(ConstTensorView<T, 3> x, ConstTensorView<T, 3> c, const AttentionMasks<T>& masks,
+                         bool want) const {
     check_inputs(shape_of(x), shape_of(c));
-    return ops::projected_attention(weights_, spec(), x, c, mask, want, Config::type_name);
+    this->check_weights();
+    BoundMasks<T> bound =
+        bind_masks(masks, x.dimension(0), proj_.num_heads, x.dimension(1), c.dimension(1), Config::type_name);
+    bound.core.causal = bound.core.causal || config_.causal;
+    return proj_.run(weights_, slots_, x, c, bound.core, want);
   }
+
+  detail::Projected proj_;
+  detail::Projected::Slots slots_;
 };
 
 }  // namespace attn

@@ -4,9 +4,9 @@
 /// Su et al., 2021, "RoFormer").
 ///
 /// Shapes: input x `[B, T, d_model]`; output `[B, T, d_model]`; T must not exceed `max_seq_len`.
-/// Optional boolean mask (true = attend): rank 2 `[B, T]` key padding, rank 3 `[B, T, T]`, rank 4
-/// `[B, 1|n_head, T, T]`; combined with the causal mask when `causal` is set. Optional attention
-/// weights `[B, n_head, T, T]`.
+/// Masks: `AttentionMasks<T>` (ops/masks.hpp: key padding `[B, T]`, key lengths `[B]`, attention mask
+/// `[T, T]` / `[B, T, T]` / `[B, 1|n_head, T, T]`, causal, additive bias); combined with the causal
+/// mask when the config sets `causal`. Optional attention weights `[B, n_head, T, T]`.
 ///
 /// `n_head` query heads share `n_kv_head` key/value heads: query head h reads kv head
 /// h / (n_head / n_kv_head) (the attention core maps heads; K and V are never copied per query head).
@@ -18,7 +18,8 @@
 ///
 /// Weights (Keras layout, in this order): `w_q/kernel [d_model, n_head·d]`, `w_k/kernel
 /// [d_model, n_kv_head·d]`, `w_v/kernel [d_model, n_kv_head·d]`, `w_o/kernel [d_model, d_model]`, each
-/// followed by its `/bias` when `use_bias`; then the non-trainable RoPE tables `rope/cos_cached` and
+/// followed by its `/bias` when it has one (q, k, v: `use_bias` or `qkv_bias`; o: `use_bias` or
+/// `proj_bias`); then, unless `use_rope` is false, the non-trainable RoPE tables `rope/cos_cached` and
 /// `rope/sin_cached` `[max_seq_len, max(r/2, 1)]` (zeros when the rotated width r is 0). The forward
 /// pass reads the stored tables, so tables loaded from a weight file are honoured.
 ///
@@ -28,13 +29,16 @@
 /// (the reference emits that one when the tables are built, at the first call).
 ///
 /// Differences from the reference (deliberate):
-/// - A rank-2 mask `[B, T]` is a key padding mask (key j of item b is visible iff mask[b, j]). The
-///   reference does not special-case rank 2 and broadcasts it against the (T, T) score axes, which
-///   misreads a padding mask (and Keras's implicit padding mask); here it means what it says.
+/// - The kind of a mask is its type (ops/masks.hpp): a key padding mask `[B, T]` is a
+///   `KeyPaddingMask`. The reference does not special-case rank 2 and broadcasts it against the (T, T)
+///   score axes, which misreads a padding mask (and Keras's implicit padding mask).
 /// - The reference adds (1 − m)·(−1e9) to the logits, so a query row whose every key is masked gets the
 ///   softmax of its unmasked logits; here such a row yields zero weights and a zero context (the
 ///   library-wide mask contract). Masks are boolean; `attn::mask_from_values` converts 0/1 masks.
 /// - `causal` (default false) is beyond the reference: a bottom-right aligned causal mask.
+/// - `use_rope` (default true) switches RoPE off explicitly (no tables, no log lines); `qkv_bias` and
+///   `proj_bias` (default false) add biases to the q/k/v or the output projection alone, as
+///   checkpoints such as Qwen2's (biases on q/k/v, none on o) need. All three are beyond the reference.
 /// - The input width is checked against d_model (the reference sizes its output projection from the
 ///   input width and only works when both agree).
 /// - The RoPE tables are computed in double and stored in T (the reference stores float32).
@@ -59,7 +63,6 @@
 #include "attn/core/tensor.hpp"
 #include "attn/core/weights.hpp"
 #include "attn/layers/detail/layer_base.hpp"
-#include "attn/ops/projected.hpp"  // AttentionResult
 #include "attn/ops/linear.hpp"
 #include "attn/ops/masks.hpp"
 #include "attn/ops/rope.hpp"
@@ -79,6 +82,9 @@ struct GroupedQueryAttentionConfig {
   std::string_view kernel_initializer = "glorot_uniform";
   std::string_view bias_initializer = "zeros";
   bool causal = false;
+  bool use_rope = true;
+  bool qkv_bias = false;
+  bool proj_bias = false;
 
   static constexpr std::string_view type_name = "group_query";
   static constexpr std::string_view class_name = "GroupedQueryAttention";
@@ -119,6 +125,14 @@ struct GroupedQueryAttentionConfig {
                  .doc = "Initializer of the four biases."},
         Field<C>{.name = "causal", .member = member<&C::causal>,
                  .doc = "Apply a causal mask (query i sees keys j <= i). Beyond the reference."},
+        Field<C>{.name = "use_rope", .member = &C::use_rope,
+                 .doc = "Rotate queries and keys (false: no RoPE and no RoPE tables). Beyond the reference."},
+        Field<C>{.name = "qkv_bias", .member = &C::qkv_bias,
+                 .doc = "Biases on the q, k and v projections even when use_bias is false (Qwen2-style). "
+                        "Beyond the reference (timm's name)."},
+        Field<C>{.name = "proj_bias", .member = &C::proj_bias,
+                 .doc = "A bias on the output projection even when use_bias is false. Beyond the reference "
+                        "(timm's name)."},
     };
   }
 
@@ -132,10 +146,13 @@ struct GroupedQueryAttentionConfig {
 
   [[nodiscard]] int head_dim() const noexcept { return n_head > 0 ? d_model / n_head : 0; }
   [[nodiscard]] int groups() const noexcept { return n_kv_head > 0 ? n_head / n_kv_head : 0; }
-  /// The rotated width r of each head.
+  /// The rotated width r of each head (0 without RoPE).
   [[nodiscard]] Index rotary_dim() const noexcept {
-    return ops::rope_rotary_dim(head_dim(), rope_percentage);
+    return use_rope ? ops::rope_rotary_dim(head_dim(), rope_percentage) : 0;
   }
+  /// Whether the q/k/v projections, and the output projection, have biases.
+  [[nodiscard]] bool has_qkv_bias() const noexcept { return use_bias || qkv_bias; }
+  [[nodiscard]] bool has_proj_bias() const noexcept { return use_bias || proj_bias; }
 };
 static_assert(config_table_is_sound<GroupedQueryAttentionConfig>());
 
@@ -150,11 +167,11 @@ public:
   static constexpr std::array<int, 1> input_ranks{3};
 
   explicit GroupedQueryAttention(const Config& config, std::uint64_t seed = 0) : Base(config) {
-    ops::rope_log_construction(config_.head_dim(), config_.rope_percentage);
+    if (config_.use_rope) ops::rope_log_construction(config_.head_dim(), config_.rope_percentage);
     log(LogLevel::info, "GroupedQueryAttention initialized: d_model={}, n_head={}, n_kv_head={}, groups={}",
         config_.d_model, config_.n_head, config_.n_kv_head, config_.groups());
     this->reset_parameters(seed);
-    ops::rope_log_tables(config_.rotary_dim());
+    if (config_.use_rope) ops::rope_log_tables(config_.rotary_dim());
   }
 
   [[nodiscard]] Shape output_shape(const Shape& x) const {
@@ -163,16 +180,18 @@ public:
   }
   static std::vector<Shape> example_input_shapes(const Config& c) { return {{2, 5, c.d_model}}; }
 
+  /// y `[B, T, d_model]` of x `[B, T, d_model]`; `masks` per ops/masks.hpp (S = T).
   template <class X>
     requires TensorOf<X, T, 3>
-  [[nodiscard]] Tensor<T, 3> forward(const X& x, const BoolMask& mask = {}) const {
-    return run(view_of<T, 3>(x), mask, nullptr).output;
+  [[nodiscard]] Tensor<T, 3> forward(const X& x, const AttentionMasks<T>& masks = {}) const {
+    return run(view_of<T, 3>(x), masks, nullptr).output;
   }
+  /// The output and the attention weights `[B, n_head, T, T]`.
   template <class X>
     requires TensorOf<X, T, 3>
-  [[nodiscard]] AttentionResult<T> forward_with_weights(const X& x, const BoolMask& mask = {}) const {
+  [[nodiscard]] AttentionResult<T> forward_with_weights(const X& x, const AttentionMasks<T>& masks = {}) const {
     Tensor<T, 4> w;
-    auto r = run(view_of<T, 3>(x), mask, &w);
+    auto r = run(view_of<T, 3>(x), masks, &w);
     r.weights = std::move(w);
     return r;
   }
@@ -180,33 +199,32 @@ public:
 private:
   using Base::config_, Base::weights_;
 
-  static constexpr std::size_t none = static_cast<std::size_t>(-1);
   struct Slots {
-    std::size_t wq = none, bq = none, wk = none, bk = none, wv = none, bv = none, wo = none, bo = none,
-                cos = none, sin = none;
+    WeightSlot wq, bq, wk, bk, wv, bv, wo, bo, cos, sin;
   };
 
   /// Every trainable weight drawn from `seed` with the configured initializers, then the RoPE tables
-  /// rebuilt; records their slots (non-const for that, and only once nothing can throw).
+  /// (when RoPE is on) rebuilt; records their slots only once nothing can throw.
   void add_weights(WeightSet<T>& w, std::uint64_t seed) {
     const Index D = config_.d_model, d = config_.head_dim();
     const Index q_width = config_.n_head * d, kv_width = config_.n_kv_head * d;
-    const bool bias = config_.use_bias;
     Slots s;
-    auto dense = [&](std::string_view name, Index out, std::size_t& kernel, std::size_t& b) {
+    auto dense = [&](std::string_view name, Index out, bool bias, WeightSlot& kernel, WeightSlot& b) {
       kernel = w.add(fmt::format("{}/kernel", name), {D, out}, config_.kernel_initializer, seed);
       if (bias) b = w.add(fmt::format("{}/bias", name), {out}, config_.bias_initializer, seed);
     };
-    dense("w_q", q_width, s.wq, s.bq);
-    dense("w_k", kv_width, s.wk, s.bk);
-    dense("w_v", kv_width, s.wv, s.bv);
-    dense("w_o", D, s.wo, s.bo);
-    const Index r = config_.rotary_dim();
-    const Index cols = ops::rope_table_columns(r);
-    s.cos = w.add("rope/cos_cached", {config_.max_seq_len, cols}, "zeros", seed, false);
-    s.sin = w.add("rope/sin_cached", {config_.max_seq_len, cols}, "zeros", seed, false);
-    ops::rope_fill_tables(r, config_.rope_theta, config_.max_seq_len, w[s.cos].data.data(),
-                          w[s.sin].data.data());
+    dense("w_q", q_width, config_.has_qkv_bias(), s.wq, s.bq);
+    dense("w_k", kv_width, config_.has_qkv_bias(), s.wk, s.bk);
+    dense("w_v", kv_width, config_.has_qkv_bias(), s.wv, s.bv);
+    dense("w_o", D, config_.has_proj_bias(), s.wo, s.bo);
+    if (config_.use_rope) {
+      const Index r = config_.rotary_dim();
+      const Index cols = ops::rope_table_columns(r);
+      s.cos = w.add("rope/cos_cached", {config_.max_seq_len, cols}, "zeros", seed, false);
+      s.sin = w.add("rope/sin_cached", {config_.max_seq_len, cols}, "zeros", seed, false);
+      ops::rope_fill_tables(r, config_.rope_theta, config_.max_seq_len, w[s.cos.index].data.data(),
+                            w[s.sin.index].data.data());
+    }
     slots_ = s;
   }
 
@@ -218,71 +236,42 @@ private:
                                    Config::type_name, x[1], config_.max_seq_len));
   }
 
-  /// Every weight still has the shape this config gives it (parameters() hands out mutable
-  /// references, e.g. to load weights), so nothing below reads out of bounds.
-  void check_weights() const {
-    const Index D = config_.d_model, d = config_.head_dim();
-    const Index cols = ops::rope_table_columns(config_.rotary_dim());
-    auto expect = [&](std::size_t slot, const Shape& shape) {
-      if (slot == none) return;
-      const Weight<T>& w = weights_[slot];
-      if (w.shape != shape || w.size() != shape_size(shape))
-        throw WeightsError(fmt::format("{}: weight '{}' must have shape {} ({} values), got shape {} "
-                                       "with {} values",
-                                       Config::type_name, w.name, shape_str(shape), shape_size(shape),
-                                       shape_str(w.shape), w.size()));
-    };
-    expect(slots_.wq, {D, config_.n_head * d});
-    expect(slots_.bq, {config_.n_head * d});
-    expect(slots_.wk, {D, config_.n_kv_head * d});
-    expect(slots_.bk, {config_.n_kv_head * d});
-    expect(slots_.wv, {D, config_.n_kv_head * d});
-    expect(slots_.bv, {config_.n_kv_head * d});
-    expect(slots_.wo, {D, D});
-    expect(slots_.bo, {D});
-    expect(slots_.cos, {config_.max_seq_len, cols});
-    expect(slots_.sin, {config_.max_seq_len, cols});
-  }
-
-  [[nodiscard]] const Weight<T>* bias(std::size_t slot) const noexcept {
-    return slot == none ? nullptr : &weights_[slot];
-  }
-
-  AttentionResult<T> run(ConstTensorView<T, 3> x, const BoolMask& mask, Tensor<T, 4>* weights) const {
+  AttentionResult<T> run(ConstTensorView<T, 3> x, const AttentionMasks<T>& masks, Tensor<T, 4>* weights) const {
     check_input(shape_of(x));
-    check_weights();
+    this->check_weights();
     const Index B = x.dimension(0), L = x.dimension(1), D = config_.d_model;
     const Index H = config_.n_head, Hkv = config_.n_kv_head, d = config_.head_dim();
     const Index qw = H * d, kvw = Hkv * d;
-    ops::AttentionMask<T> m;
-    bind_mask(m, mask, B, H, L, L, Config::type_name);
-    m.causal = config_.causal;
+    BoundMasks<T> bound = bind_masks(masks, B, H, L, L, Config::type_name);
+    bound.core.causal = bound.core.causal || config_.causal;
 
     ScratchFrame scratch;  // q, k, v and the context: reused across calls (core/scratch.hpp)
     T* q = scratch.get<T>(B * L * qw);
     T* k = scratch.get<T>(B * L * kvw);
     T* v = scratch.get<T>(B * L * kvw);
     T* ctx = scratch.get<T>(B * L * D);
-    ops::dense(x.data(), B * L, weights_[slots_.wq], bias(slots_.bq), q);
-    ops::dense(x.data(), B * L, weights_[slots_.wk], bias(slots_.bk), k);
-    ops::dense(x.data(), B * L, weights_[slots_.wv], bias(slots_.bv), v);
+    ops::dense(x.data(), B * L, this->weight(slots_.wq), this->optional_weight(slots_.bq), q);
+    ops::dense(x.data(), B * L, this->weight(slots_.wk), this->optional_weight(slots_.bk), k);
+    ops::dense(x.data(), B * L, this->weight(slots_.wv), this->optional_weight(slots_.bv), v);
 
-    const Weight<T>& cos = weights_[slots_.cos];
-    const ops::RopeTablesView<T> tables{cos.data.data(), weights_[slots_.sin].data.data(), cos.shape[0],
-                                        cos.shape[1], config_.rotary_dim()};
-    ops::apply_rope(ops::heads_out<T>(q, B, L, H, d, qw), tables);
-    ops::apply_rope(ops::heads_out<T>(k, B, L, Hkv, d, kvw), tables);
+    if (config_.use_rope) {
+      const Weight<T>& cos = this->weight(slots_.cos);
+      const ops::RopeTablesView<T> tables{cos.data.data(), this->weight(slots_.sin).data.data(), cos.shape[0],
+                                          cos.shape[1], config_.rotary_dim()};
+      ops::apply_rope(ops::heads_out<T>(q, B, L, H, d, qw), tables);
+      ops::apply_rope(ops::heads_out<T>(k, B, L, Hkv, d, kvw), tables);
+    }
 
     if (weights) *weights = Tensor<T, 4>(B, H, L, L);
     ops::attention(ops::heads_of<T>(q, B, L, H, d, qw),    // query heads
                    ops::heads_of<T>(k, B, L, Hkv, d, kvw),  // kv heads: the core maps h -> h / g
                    ops::heads_of<T>(v, B, L, Hkv, d, kvw),
                    ops::heads_out<T>(ctx, B, L, H, d, D),
-                   static_cast<T>(1.0 / std::sqrt(static_cast<double>(d))), m,
+                   static_cast<T>(1.0 / std::sqrt(static_cast<double>(d))), bound.core,
                    weights ? weights->data() : nullptr);
     AttentionResult<T> r;
     r.output = Tensor<T, 3>(B, L, D);
-    ops::dense(ctx, B * L, weights_[slots_.wo], bias(slots_.bo), r.output.data());
+    ops::dense(ctx, B * L, this->weight(slots_.wo), this->optional_weight(slots_.bo), r.output.data());
     return r;
   }
 

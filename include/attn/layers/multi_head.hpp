@@ -3,9 +3,10 @@
 /// "Attention Is All You Need").
 ///
 /// Shapes: input x `[B, T, D_in]` (D_in = `input_dim`, default `embed_dim`); output `[B, T, embed_dim]`.
-/// Optional boolean mask (true = attend): rank 2 `[B, T]` key padding, rank 3 `[B, T, T]`, rank 4
-/// `[B, 1|num_heads, T, T]`; `causal` (beyond the reference) masks future keys and skips their blocks.
-/// Optional attention weights `[B, num_heads, T, T]`.
+/// Masks: `AttentionMasks<T>` (ops/masks.hpp: key padding `[B, T]`, key lengths `[B]`, attention mask
+/// `[T, T]` / `[B, T, T]` / `[B, 1|num_heads, T, T]`, causal, additive bias); the config's `causal`
+/// (beyond the reference) masks future keys on every call and skips their blocks. Optional attention
+/// weights `[B, num_heads, T, T]`.
 ///
 /// Weights (Keras layout): `qkv/kernel [D_in, 3·embed_dim]` (columns: Q, K, V blocks, head i owning
 /// columns [i·d, (i+1)·d) of each block), `qkv/bias [3·embed_dim]` and `proj/bias [embed_dim]` when
@@ -37,7 +38,6 @@
 #include "attn/layers/detail/layer_base.hpp"
 #include "attn/ops/linear.hpp"
 #include "attn/ops/masks.hpp"
-#include "attn/ops/projected.hpp"
 #include "attn/ops/sdpa.hpp"
 
 namespace attn {
@@ -112,16 +112,18 @@ public:
   }
   static std::vector<Shape> example_input_shapes(const Config& c) { return {{2, 5, c.in_dim()}}; }
 
+  /// y `[B, T, embed_dim]` of x `[B, T, D_in]`; `masks` per ops/masks.hpp (S = T).
   template <class X>
     requires TensorOf<X, T, 3>
-  [[nodiscard]] Tensor<T, 3> forward(const X& x, const BoolMask& mask = {}) const {
-    return run(view_of<T, 3>(x), mask, nullptr).output;
+  [[nodiscard]] Tensor<T, 3> forward(const X& x, const AttentionMasks<T>& masks = {}) const {
+    return run(view_of<T, 3>(x), masks, nullptr).output;
   }
+  /// The output and the attention weights `[B, num_heads, T, T]`.
   template <class X>
     requires TensorOf<X, T, 3>
-  [[nodiscard]] AttentionResult<T> forward_with_weights(const X& x, const BoolMask& mask = {}) const {
+  [[nodiscard]] AttentionResult<T> forward_with_weights(const X& x, const AttentionMasks<T>& masks = {}) const {
     Tensor<T, 4> w;
-    auto r = run(view_of<T, 3>(x), mask, &w);
+    auto r = run(view_of<T, 3>(x), masks, &w);
     r.weights = std::move(w);
     return r;
   }
@@ -129,13 +131,19 @@ public:
 private:
   using Base::config_, Base::weights_;
 
+  struct Slots {
+    WeightSlot qkv_kernel, qkv_bias, proj_kernel, proj_bias;
+  };
+
   /// The weights, drawn from `seed` with the configured initializer (biases: zeros).
-  void add_weights(WeightSet<T>& w, std::uint64_t seed) const {
+  void add_weights(WeightSet<T>& w, std::uint64_t seed) {
     const Index e = config_.embed_dim;
-    w.add("qkv/kernel", {config_.in_dim(), 3 * e}, config_.kernel_initializer, seed);
-    if (config_.use_bias) w.add("qkv/bias", {3 * e}, "zeros", seed);
-    w.add("proj/kernel", {e, e}, config_.kernel_initializer, seed);
-    if (config_.use_bias) w.add("proj/bias", {e}, "zeros", seed);
+    Slots s;
+    s.qkv_kernel = w.add("qkv/kernel", {config_.in_dim(), 3 * e}, config_.kernel_initializer, seed);
+    if (config_.use_bias) s.qkv_bias = w.add("qkv/bias", {3 * e}, "zeros", seed);
+    s.proj_kernel = w.add("proj/kernel", {e, e}, config_.kernel_initializer, seed);
+    if (config_.use_bias) s.proj_bias = w.add("proj/bias", {e}, "zeros", seed);
+    slots_ = s;
   }
 
   void check_input(const Shape& x) const {
@@ -143,11 +151,13 @@ private:
                 "([batch, seq, input_dim])");
   }
 
-  AttentionResult<T> run(ConstTensorView<T, 3> x, const BoolMask& mask, Tensor<T, 4>* weights) const {
+  AttentionResult<T> run(ConstTensorView<T, 3> x, const AttentionMasks<T>& masks, Tensor<T, 4>* weights) const {
     check_input(shape_of(x));
+    this->check_weights();
     const Index B = x.dimension(0), L = x.dimension(1), E = config_.embed_dim, H = config_.num_heads;
     const Index d = E / H;
-    const bool bias = config_.use_bias;
+    BoundMasks<T> bound = bind_masks(masks, B, H, L, L, Config::type_name);
+    bound.core.causal = bound.core.causal || config_.causal;
     if (B == 0 || L == 0) {  // nothing to attend: empty output (and no pointer arithmetic on null data)
       AttentionResult<T> empty;
       empty.output = Tensor<T, 3>(B, L, E);
@@ -157,20 +167,19 @@ private:
     ScratchFrame scratch;  // qkv and the context: reused across calls (core/scratch.hpp)
     T* qkv = scratch.get<T>(B * L * 3 * E);
     T* ctx = scratch.get<T>(B * L * E);
-    ops::dense(x.data(), B * L, weights_[0], bias ? &weights_[1] : nullptr, qkv);
-    ops::AttentionMask<T> m;
-    m.causal = config_.causal;
-    bind_mask(m, mask, B, H, L, L, Config::type_name);
+    ops::dense(x.data(), B * L, this->weight(slots_.qkv_kernel), this->optional_weight(slots_.qkv_bias), qkv);
     if (weights) *weights = Tensor<T, 4>(B, H, L, L);
     ops::attention(ops::heads_of<T>(qkv, B, L, H, d, 3 * E), ops::heads_of<T>(qkv + E, B, L, H, d, 3 * E),
                    ops::heads_of<T>(qkv + 2 * E, B, L, H, d, 3 * E), ops::heads_out<T>(ctx, B, L, H, d, E),
-                   static_cast<T>(1.0 / std::sqrt(double(d))), m, weights ? weights->data() : nullptr);
+                   static_cast<T>(1.0 / std::sqrt(double(d))), bound.core, weights ? weights->data() : nullptr);
     AttentionResult<T> r;
     r.output = Tensor<T, 3>(B, L, E);
-    const std::size_t pk = bias ? 2 : 1;
-    ops::dense(ctx, B * L, weights_[pk], bias ? &weights_[3] : nullptr, r.output.data());
+    ops::dense(ctx, B * L, this->weight(slots_.proj_kernel), this->optional_weight(slots_.proj_bias),
+               r.output.data());
     return r;
   }
+
+  Slots slots_;
 };
 
 }  // namespace attn

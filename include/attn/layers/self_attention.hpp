@@ -2,9 +2,10 @@
 /// `self_attention` — self-attention with separate query, key and value projections (the basic
 /// layer of the seed notes; Vaswani et al., 2017). Beyond the reference registry.
 ///
-/// Shapes: input x `[B, T, embed_dim]`; output `[B, T, embed_dim]`. Optional boolean mask (true =
-/// attend): rank 2 `[B, T]` key padding, rank 3 `[B, T, T]`, rank 4 `[B, 1|num_heads, T, T]`; optional
-/// `causal`. Optional attention weights `[B, num_heads, T, T]`.
+/// Shapes: input x `[B, T, embed_dim]`; output `[B, T, embed_dim]`. Masks: `AttentionMasks<T>`
+/// (ops/masks.hpp: key padding `[B, T]`, key lengths `[B]`, attention mask `[T, T]` / `[B, T, T]` /
+/// `[B, 1|num_heads, T, T]`, causal, additive bias); the config's `causal` applies to every call.
+/// Optional attention weights `[B, num_heads, T, T]`.
 ///
 /// Weights (Keras layout `[in, out]`): `query/kernel`, `query/bias`, `key/kernel`, `key/bias`,
 /// `value/kernel`, `value/bias` (each `[D, D]` / `[D]`; biases when `use_bias`), then
@@ -30,7 +31,7 @@
 #include "attn/core/weights.hpp"
 #include "attn/layers/detail/layer_base.hpp"
 #include "attn/ops/masks.hpp"
-#include "attn/ops/projected.hpp"
+#include "attn/layers/detail/projected.hpp"
 
 namespace attn {
 
@@ -92,7 +93,8 @@ public:
   using Scalar = T;
   static constexpr std::array<int, 1> input_ranks{3};
 
-  explicit SelfAttention(const Config& config, std::uint64_t seed = 0) : Base(config) {
+  explicit SelfAttention(const Config& config, std::uint64_t seed = 0)
+      : Base(config), proj_(projected_of(config_)) {
     this->reset_parameters(seed);
   }
 
@@ -102,35 +104,44 @@ public:
   }
   static std::vector<Shape> example_input_shapes(const Config& c) { return {{2, 5, c.embed_dim}}; }
 
+  /// y `[B, T, embed_dim]` of x `[B, T, embed_dim]`; `masks` per ops/masks.hpp (S = T).
   template <class X>
     requires TensorOf<X, T, 3>
-  [[nodiscard]] Tensor<T, 3> forward(const X& x, const BoolMask& mask = {}) const {
-    return run(view_of<T, 3>(x), mask, false).output;
+  [[nodiscard]] Tensor<T, 3> forward(const X& x, const AttentionMasks<T>& masks = {}) const {
+    return run(view_of<T, 3>(x), masks, false).output;
   }
+  /// The output and the attention weights `[B, num_heads, T, T]`.
   template <class X>
     requires TensorOf<X, T, 3>
-  [[nodiscard]] AttentionResult<T> forward_with_weights(const X& x, const BoolMask& mask = {}) const {
-    return run(view_of<T, 3>(x), mask, true);
+  [[nodiscard]] AttentionResult<T> forward_with_weights(const X& x, const AttentionMasks<T>& masks = {}) const {
+    return run(view_of<T, 3>(x), masks, true);
   }
 
 private:
   using Base::config_, Base::weights_;
 
-  void add_weights(WeightSet<T>& w, std::uint64_t seed) const {
-    w = ops::projected_weights<T>(spec(), config_.kernel_initializer, config_.bias_initializer, seed);
+  static detail::Projected projected_of(const Config& c) {
+    const Index e = c.embed_dim;
+    return {e, e, e, c.num_heads, c.use_bias, c.output_projection,
+            1.0 / std::sqrt(static_cast<double>(e / c.num_heads))};
   }
-  [[nodiscard]] ops::ProjectedSpec spec() const {
-    const Index e = config_.embed_dim;
-    return {e, e, e, config_.num_heads, config_.use_bias, config_.output_projection,
-            1.0 / std::sqrt(static_cast<double>(e / config_.num_heads)), config_.causal};
+  void add_weights(WeightSet<T>& w, std::uint64_t seed) {
+    slots_ = proj_.add_weights(w, config_.kernel_initializer, config_.bias_initializer, seed);
   }
   void check_input(const Shape& x) const {
     check_shape(Config::type_name, "input", x, {-1, -1, config_.embed_dim}, "([batch, seq, embed_dim])");
   }
-  AttentionResult<T> run(ConstTensorView<T, 3> x, const BoolMask& mask, bool want) const {
+  AttentionResult<T> run(ConstTensorView<T, 3> x, const AttentionMasks<T>& masks, bool want) const {
     check_input(shape_of(x));
-    return ops::projected_attention(weights_, spec(), x, x, mask, want, Config::type_name);
+    this->check_weights();
+    const Index B = x.dimension(0), L = x.dimension(1);
+    BoundMasks<T> bound = bind_masks(masks, B, proj_.num_heads, L, L, Config::type_name);
+    bound.core.causal = bound.core.causal || config_.causal;
+    return proj_.run(weights_, slots_, x, x, bound.core, want);
   }
+
+  detail::Projected proj_;
+  detail::Projected::Slots slots_;
 };
 
 }  // namespace attn

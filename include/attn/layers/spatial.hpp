@@ -32,6 +32,7 @@
 #include "attn/core/tensor.hpp"
 #include "attn/core/weights.hpp"
 #include "attn/layers/detail/layer_base.hpp"
+#include "attn/layers/detail/cbam_gates.hpp"
 #include "attn/ops/gates.hpp"
 
 namespace attn {
@@ -95,9 +96,10 @@ public:
   [[nodiscard]] Tensor<T, 4> forward(const X& x) const {
     const ConstTensorView<T, 4> v = view_of<T, 4>(x);
     check_input(shape_of(v));
+    this->check_weights();
     const Index B = v.dimension(0), H = v.dimension(1), W = v.dimension(2), C = v.dimension(3);
     Tensor<T, 4> out(B, H, W, 1);
-    gate_(weights_, Config::type_name, v.data(), B, H, W, C, out.data());
+    gate_(weights_, slots_, v.data(), B, H, W, C, out.data());
     return out;
   }
 
@@ -105,8 +107,8 @@ private:
   using Base::config_, Base::weights_;
 
   /// The gate's weights, drawn from `seed` with the configured initializer (bias: zero).
-  void add_weights(WeightSet<T>& w, std::uint64_t seed) const {
-    gate_.add_weights(w, config_.kernel_initializer, seed);
+  void add_weights(WeightSet<T>& w, std::uint64_t seed) {
+    slots_ = gate_.add_weights(w, config_.kernel_initializer, seed);
   }
 
   void check_input(const Shape& x) const {
@@ -114,7 +116,8 @@ private:
                            /*need_channels=*/true);
   }
 
-  ops::SpatialGate gate_;
+  detail::SpatialGate gate_;
+  detail::SpatialGate::Slots slots_;
 };
 
 }  // namespace attn

@@ -3,7 +3,7 @@
 /// over key blocks with a running row max and sum (online softmax), in parallel over
 /// batch × heads × query blocks. `ops::attention` (sdpa.hpp) dispatches here; every layer calls that.
 ///
-/// Views, masks and weights follow sdpa.hpp: Q [B, T, Hq, d], K [B, S, Hkv, d], V [B, S, Hkv, dv] and
+/// Views, masks and weights follow heads.hpp and sdpa.hpp: Q [B, T, Hq, d], K [B, S, Hkv, d], V [B, S, Hkv, dv] and
 /// the output [B, T, Hq, dv] are strided views (a projection's output is read in place, the output is
 /// written in place); query head h reads K/V head h / (Hq / Hkv) (GQA/MQA without copies). The mask
 /// contract: causal is bottom-right aligned (query i sees key j iff j <= i + S - T); key_lengths[b]
@@ -63,7 +63,7 @@
 #include "attn/core/parallel.hpp"
 #include "attn/core/tensor.hpp"
 #include "attn/ops/kernels.hpp"
-#include "attn/ops/sdpa.hpp"
+#include "attn/ops/heads.hpp"
 
 namespace attn::ops {
 

@@ -2,9 +2,8 @@
 /// The kernels of the CBAM gates (Woo et al., 2018, "CBAM: Convolutional Block Attention Module"),
 /// shared by the `channel`, `spatial` and `cbam` layers: global average/max pooling over space,
 /// per-pixel mean/max over channels, a stride-1 2-D convolution with TensorFlow 'same' zero padding,
-/// the logistic sigmoid, the channel-gate MLP and the two gates built from them. The weights of each
-/// gate are declared and looked up here too, so that `cbam` owns the same gates under a name prefix
-/// instead of repeating them.
+/// the logistic sigmoid. The gates built from them, with their weight names, are in
+/// layers/detail/cbam_gates.hpp (an op knows no layer's weight names).
 ///
 /// Layout: images are `[B, H, W, C]`, row-major (channels-last); a conv kernel is Keras's
 /// `[kh, kw, C_in, C_out]`; a dense kernel is `[in, out]`.
@@ -131,101 +130,5 @@ inline void check_image_input(std::string_view layer, const Shape& x, Index chan
     throw ShapeError(fmt::format("{}: pooling over channels needs at least 1 channel, got input shape {}",
                                  layer, shape_str(x)));
 }
-
-namespace detail {
-/// The weight `name` of `w`, checked to have `shape` (and as many values): WeightsError otherwise.
-template <class T>
-const Weight<T>& gate_weight(const WeightSet<T>& w, const std::string& name, const Shape& shape,
-                             std::string_view layer) {
-  const Weight<T>* p = w.find(name);
-  if (p == nullptr) throw WeightsError(fmt::format("{}: weight '{}' is missing", layer, name));
-  if (p->shape != shape || p->size() != shape_size(shape))
-    throw WeightsError(fmt::format("{}: weight '{}' must have shape {}, got shape {} with {} values", layer,
-                                   name, shape_str(shape), shape_str(p->shape), p->size()));
-  return *p;
-}
-}  // namespace detail
-
-/// The channel gate: a shared bottleneck MLP (dense_1: C → C/ratio with ReLU, dense_2: C/ratio → C)
-/// over the average- and max-pooled descriptors, summed, then the sigmoid.
-struct ChannelGate {
-  std::string prefix;  ///< "" for the `channel` layer, "channel_attention/" inside `cbam`
-  Index channels = 0;
-  Index hidden = 0;
-  bool use_bias = false;
-
-  [[nodiscard]] std::string name(std::string_view leaf) const { return prefix + std::string(leaf); }
-
-  /// Declares the weights in the reference's order: dense_1 kernel [C, C/r], dense_1 bias [C/r],
-  /// dense_2 kernel [C/r, C], dense_2 bias [C] (biases only with use_bias, zero-initialised).
-  template <class T>
-  void add_weights(WeightSet<T>& w, std::string_view initializer, std::uint64_t seed) const {
-    w.add(name("channel_attention_dense_1/kernel"), {channels, hidden}, initializer, seed);
-    if (use_bias) w.add(name("channel_attention_dense_1/bias"), {hidden}, "zeros", seed);
-    w.add(name("channel_attention_dense_2/kernel"), {hidden, channels}, initializer, seed);
-    if (use_bias) w.add(name("channel_attention_dense_2/bias"), {channels}, "zeros", seed);
-  }
-
-  /// gate[b, :] = sigmoid(MLP(avg[b, :]) + MLP(max[b, :])),  MLP(z) = relu(z·W1 + b1)·W2 + b2.
-  /// x `[B, P, C]` with P >= 1 pixels; gate `[B, C]`.
-  template <class T>
-  void operator()(const WeightSet<T>& w, std::string_view layer, const T* x, Index batch, Index pixels,
-                  T* gate) const {
-    const Weight<T>& k1 =
-        detail::gate_weight(w, name("channel_attention_dense_1/kernel"), {channels, hidden}, layer);
-    const Weight<T>& k2 =
-        detail::gate_weight(w, name("channel_attention_dense_2/kernel"), {hidden, channels}, layer);
-    const Weight<T>* b1 =
-        use_bias ? &detail::gate_weight(w, name("channel_attention_dense_1/bias"), {hidden}, layer) : nullptr;
-    const Weight<T>* b2 =
-        use_bias ? &detail::gate_weight(w, name("channel_attention_dense_2/bias"), {channels}, layer)
-                 : nullptr;
-    // rows [0, B) hold the average descriptors, rows [B, 2B) the max descriptors: one GEMM per dense
-    Matrix<T> pooled(2 * batch, channels);
-    global_avg_max_pool(x, batch, pixels, channels, pooled.data(), pooled.data() + batch * channels);
-    Matrix<T> h(2 * batch, hidden);
-    dense(pooled.data(), 2 * batch, k1, b1, h.data());
-    h = h.cwiseMax(T(0));
-    Matrix<T> z(2 * batch, channels);
-    dense(h.data(), 2 * batch, k2, b2, z.data());
-    MatrixMap<T> g(gate, batch, channels);
-    g = z.topRows(batch) + z.bottomRows(batch);
-    sigmoid_inplace(gate, batch * channels);
-  }
-};
-
-/// The spatial gate: per-pixel channel mean and max (in that order) as 2 channels, a k×k 'same'
-/// convolution to 1 channel (+ bias), then the sigmoid.
-struct SpatialGate {
-  std::string prefix;  ///< "" for the `spatial` layer, "spatial_attention/" inside `cbam`
-  Index kh = 7;
-  Index kw = 7;
-  bool use_bias = true;
-
-  [[nodiscard]] std::string name(std::string_view leaf) const { return prefix + std::string(leaf); }
-
-  /// Declares conv kernel [kh, kw, 2, 1] (input channel 0 = mean map, 1 = max map) and, with
-  /// use_bias, bias [1] (zero-initialised).
-  template <class T>
-  void add_weights(WeightSet<T>& w, std::string_view initializer, std::uint64_t seed) const {
-    w.add(name("spatial_attention_conv/kernel"), {kh, kw, 2, 1}, initializer, seed);
-    if (use_bias) w.add(name("spatial_attention_conv/bias"), {1}, "zeros", seed);
-  }
-
-  /// gate[b, r, c] = sigmoid(conv([mean_c x ; max_c x])[b, r, c] + bias). x `[B, H, W, C]` with
-  /// C >= 1; gate `[B, H, W]`.
-  template <class T>
-  void operator()(const WeightSet<T>& w, std::string_view layer, const T* x, Index batch, Index height,
-                  Index width, Index channels, T* gate) const {
-    const Weight<T>& k = detail::gate_weight(w, name("spatial_attention_conv/kernel"), {kh, kw, 2, 1}, layer);
-    const Weight<T>* bias =
-        use_bias ? &detail::gate_weight(w, name("spatial_attention_conv/bias"), {1}, layer) : nullptr;
-    const Index n = batch * height * width;
-    std::vector<T> z(static_cast<std::size_t>(2 * n));
-    channel_avg_max(x, n, channels, z.data());
-    conv2d_same(z.data(), batch, height, width, k, bias, gate);
-    sigmoid_inplace(gate, n);
-  }
-};
 
 }  // namespace attn::ops

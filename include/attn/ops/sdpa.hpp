@@ -1,6 +1,8 @@
 /// \file
-/// Scaled dot-product attention over strided head views: the interface every attention layer calls,
-/// and the plain `reference` path (full score matrix per head) that tests compare against.
+/// Scaled dot-product attention over strided head views: the interface every attention layer calls
+/// (`ops::attention`, which runs the core of attention_core.hpp), and the plain `reference` path (full
+/// score matrix per head) that tests compare against. The views and the bound mask are declared in
+/// heads.hpp, which both this header and the core include (no include circle).
 ///
 /// Layout: Q is read as [B, T, Hq, d], K as [B, S, Hkv, d], V as [B, S, Hkv, dv], each through
 /// strides, so the output of a projection `[B, T, heads·d]` (or a fused `[B, T, 3·D]`) is used in
@@ -20,57 +22,10 @@
 #include <limits>
 
 #include "attn/core/tensor.hpp"
+#include "attn/ops/attention_core.hpp"
+#include "attn/ops/heads.hpp"
 
 namespace attn::ops {
-
-/// A read-only [batch, len, heads, dim] view; the last axis is contiguous.
-template <class T>
-struct HeadsView {
-  const T* data = nullptr;
-  Index batch = 0, len = 0, heads = 0, dim = 0;
-  Index s_batch = 0, s_len = 0, s_head = 0;
-  [[nodiscard]] const T* at(Index b, Index l, Index h) const noexcept {
-    return data + b * s_batch + l * s_len + h * s_head;
-  }
-};
-
-/// A writable [batch, len, heads, dim] view; the last axis is contiguous.
-template <class T>
-struct HeadsOut {
-  T* data = nullptr;
-  Index batch = 0, len = 0, heads = 0, dim = 0;
-  Index s_batch = 0, s_len = 0, s_head = 0;
-  [[nodiscard]] T* at(Index b, Index l, Index h) const noexcept {
-    return data + b * s_batch + l * s_len + h * s_head;
-  }
-};
-
-/// Heads of width `dim` packed side by side in rows of `row_stride` elements starting at `base`:
-/// e.g. Q of a fused QKV projection is heads_of(qkv, B, T, H, d, 3·H·d), K is heads_of(qkv + H·d, ...).
-template <class T>
-HeadsView<T> heads_of(const T* base, Index batch, Index len, Index heads, Index dim, Index row_stride) {
-  return {base, batch, len, heads, dim, len * row_stride, row_stride, dim};
-}
-template <class T>
-HeadsOut<T> heads_out(T* base, Index batch, Index len, Index heads, Index dim, Index row_stride) {
-  return {base, batch, len, heads, dim, len * row_stride, row_stride, dim};
-}
-
-/// Which (query, key) pairs may attend, and an optional additive bias. Strides are in elements over
-/// [batch, head, query] with the key axis contiguous; a stride of 0 broadcasts.
-template <class T>
-struct AttentionMask {
-  bool causal = false;
-  const Index* key_lengths = nullptr;  ///< [B] or null
-  const bool* keep = nullptr;          ///< [.., T, S] or null
-  Index keep_sb = 0, keep_sh = 0, keep_st = 0;
-  const T* bias = nullptr;  ///< [.., T, S] or null
-  Index bias_sb = 0, bias_sh = 0, bias_st = 0;
-
-  [[nodiscard]] bool any() const noexcept {
-    return causal || key_lengths != nullptr || keep != nullptr || bias != nullptr;
-  }
-};
 
 /// The plain path: per (batch, head) the full T x S score matrix, masked row softmax, then P·V.
 /// `weights`, when not null, receives the attention probabilities as a contiguous [B, Hq, T, S].
@@ -151,10 +106,7 @@ void attention_reference(const HeadsView<T>& q, const HeadsView<T>& k, const Hea
 template <class T>
 void attention(const HeadsView<T>& q, const HeadsView<T>& k, const HeadsView<T>& v,
                const HeadsOut<T>& out, T scale, const AttentionMask<T>& mask, T* weights = nullptr) {
-  attention_core(q, k, v, out, scale, mask, weights);  // found by ADL; declared in attention_core.hpp
+  attention_core(q, k, v, out, scale, mask, weights);
 }
 
 }  // namespace attn::ops
-
-// The core needs the views above, so it is included after them (it includes this header itself).
-#include "attn/ops/attention_core.hpp"
