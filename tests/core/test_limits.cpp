@@ -169,7 +169,7 @@ TEST_CASE("limits: the issue's hang, group_query on [2^36, 0, 8]", "[limits]") {
   REQUIRE(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < 1.0);
 }
 
-TEMPLATE_LIST_TEST_CASE("config: config() rebuilds an equal configuration; save_model carries the weights",
+TEMPLATE_LIST_TEST_CASE("config: config() rebuilds an equal configuration, save_model carries the weights",
                         "[limits][contract]", attn::Registry::layers<float>) {
   using C = typename TestType::Config;
   Json cfg = example_params<C>();
