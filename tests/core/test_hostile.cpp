@@ -212,7 +212,7 @@ std::vector<Case> catalogue() {
   c.push_back({"sdpa key_lengths count", Kind::shape, {"key_lengths", "2 entries"}, [] {
                  const std::array<Index, 1> len{3};
                  attn::SdpaOptions<double> o;
-                 o.key_lengths = len;
+                 o.key_lengths = std::span<const Index>(len);
                  (void)attn::scaled_dot_product_attention(ones<double, 3>({2, 2, 2}), ones<double, 3>({2, 4, 2}),
                                                           ones<double, 3>({2, 4, 2}), o);
                }});
@@ -237,62 +237,62 @@ std::vector<Case> catalogue() {
 
   // ---- masks ---------------------------------------------------------------------------------------
   const auto x8 = ones<float, 3>({2, 3, 8});
-  c.push_back({"mask rank 1", Kind::shape, {"multi_head", "rank: 1"}, [=] {
+  c.push_back({"mask rank 1", Kind::shape, {"multi_head", "attn_mask", "rank 1"}, [=] {
                  attn::Tensor<bool, 1> m(3);
                  m.setConstant(true);
-                 (void)mha().forward(x8, m);
+                 (void)mha().forward(x8, {.attn_mask = attn::AttnMask(m)});
                }});
-  c.push_back({"mask rank 5", Kind::shape, {"multi_head", "rank: 5"}, [=] {
+  c.push_back({"mask rank 5", Kind::shape, {"multi_head", "attn_mask", "rank 5"}, [=] {
                  attn::Tensor<bool, 5> m(2, 1, 1, 3, 3);
                  m.setConstant(true);
-                 (void)mha().forward(x8, m);
+                 (void)mha().forward(x8, {.attn_mask = attn::AttnMask(m)});
                }});
-  c.push_back({"padding mask of the wrong length", Kind::shape, {"multi_head", "attention_mask", "[2, 4]"}, [=] {
+  c.push_back({"padding mask of the wrong length", Kind::shape, {"multi_head", "key_padding_mask", "[2, 4]"}, [=] {
                  attn::Tensor<bool, 2> m(2, 4);
                  m.setConstant(true);
-                 (void)mha().forward(x8, m);
+                 (void)mha().forward(x8, {.key_padding = attn::KeyPaddingMask(m)});
                }});
-  c.push_back({"rank 3 mask of the wrong queries", Kind::shape, {"attention_mask", "[2, 2, 3]"}, [=] {
+  c.push_back({"rank 3 mask of the wrong queries", Kind::shape, {"attn_mask", "[2, 2, 3]", "neither 1 nor equal"}, [=] {
                  attn::Tensor<bool, 3> m(2, 2, 3);
                  m.setConstant(true);
-                 (void)mha().forward(x8, m);
+                 (void)mha().forward(x8, {.attn_mask = attn::AttnMask(m)});
                }});
-  c.push_back({"rank 4 mask with 3 heads for 2", Kind::shape, {"attention_mask", "[2, 3, 3, 3]"}, [=] {
+  c.push_back({"rank 4 mask with 3 heads for 2", Kind::shape, {"attn_mask", "[2, 3, 3, 3]"}, [=] {
                  attn::Tensor<bool, 4> m(2, 3, 3, 3);
                  m.setConstant(true);
-                 (void)mha().forward(x8, m);
+                 (void)mha().forward(x8, {.attn_mask = attn::AttnMask(m)});
                }});
-  c.push_back({"group_query mask of another batch", Kind::shape, {"group_query", "attention_mask"}, [=] {
+  c.push_back({"group_query padding of another batch", Kind::shape, {"group_query", "key_padding_mask", "[3, 3]"}, [=] {
                  attn::GroupedQueryAttention<float> l({.d_model = 8, .n_head = 2, .n_kv_head = 1});
                  attn::Tensor<bool, 2> m(3, 3);
                  m.setConstant(true);
-                 (void)l.forward(x8, m);
+                 (void)l.forward(x8, {.key_padding = attn::KeyPaddingMask(m)});
                }});
-  c.push_back({"self_attention mask of another batch", Kind::shape, {"self_attention", "mask"}, [=] {
+  c.push_back({"self_attention padding of another batch", Kind::shape, {"self_attention", "key_padding_mask", "[1, 3]"}, [=] {
                  attn::SelfAttention<float> l({.embed_dim = 8, .num_heads = 2});
                  attn::Tensor<bool, 2> m(1, 3);
                  m.setConstant(true);
-                 (void)l.forward(x8, m);
+                 (void)l.forward(x8, {.key_padding = attn::KeyPaddingMask(m)});
                }});
-  c.push_back({"cross_attention mask over queries instead of keys", Kind::shape, {"cross_attention", "mask"}, [] {
+  c.push_back({"cross_attention padding over queries instead of keys", Kind::shape, {"cross_attention", "key_padding_mask", "[1, 3]"}, [] {
                  attn::CrossAttention<float> l({.embed_dim = 8});
                  attn::Tensor<bool, 2> m(1, 3);
                  m.setConstant(true);
-                 (void)l.forward(ones<float, 3>({1, 3, 8}), ones<float, 3>({1, 5, 8}), m);
+                 (void)l.forward(ones<float, 3>({1, 3, 8}), ones<float, 3>({1, 5, 8}), {.key_padding = attn::KeyPaddingMask(m)});
                }});
-  c.push_back({"sdpa mask key axis", Kind::shape, {"mask", "key axis"}, [] {
-                 attn::Tensor<bool, 1> m(3);
+  c.push_back({"sdpa mask key axis", Kind::shape, {"attn_mask", "key axis"}, [] {
+                 attn::Tensor<bool, 2> m(2, 3);
                  m.setConstant(true);
                  attn::SdpaOptions<double> o;
-                 o.mask = m;
+                 o.attn_mask = attn::AttnMask(m);
                  (void)attn::scaled_dot_product_attention(ones<double, 3>({1, 2, 2}), ones<double, 3>({1, 4, 2}),
                                                           ones<double, 3>({1, 4, 2}), o);
                }});
-  c.push_back({"sdpa mask not broadcastable", Kind::shape, {"mask", "[3, 4]", "neither 1 nor equal"}, [] {
+  c.push_back({"sdpa mask not broadcastable", Kind::shape, {"attn_mask", "[3, 4]", "neither 1 nor equal"}, [] {
                  attn::Tensor<bool, 2> m(3, 4);
                  m.setConstant(true);
                  attn::SdpaOptions<double> o;
-                 o.mask = m;
+                 o.attn_mask = attn::AttnMask(m);
                  (void)attn::scaled_dot_product_attention(ones<double, 3>({1, 2, 2}), ones<double, 3>({1, 4, 2}),
                                                           ones<double, 3>({1, 4, 2}), o);
                }});

@@ -1,27 +1,23 @@
-// Reading the golden files of the vision operators (tools/golden/vision_ops.py writes them under
-// tests/data/ops_<op>/): every file of an op for one scalar type, its config and tolerances, and a
-// comparison against "expected/<name>" that reports the worst element.
+// The golden files of the vision operators (tools/golden/vision_ops.py writes them under
+// tests/data/ops_<op>/), read through tests/support/golden.hpp: every file of an op for one scalar
+// type, with accessors for its tensors and a comparison against "expected/<name>" that reports the
+// worst element.
 #pragma once
 
 #include "support.hpp"
+#include "support/golden.hpp"
 
-#include <algorithm>
-#include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace attn_test {
 
 template <class T>
-struct OpGolden {
-  std::string name;  ///< "<dir>/<file>" for messages
-  attn::SafeTensors file;
-  double rtol = 0, atol = 0;
-  Json config;
+struct OpGolden : Golden {
+  explicit OpGolden(Golden g) : Golden(std::move(g)) {}
 
-  [[nodiscard]] attn::AnyTensor<T> get(const std::string& tensor) const {
-    return file.tensor<T>(tensor);
-  }
+  [[nodiscard]] attn::AnyTensor<T> get(const std::string& tensor) const { return file.tensor<T>(tensor); }
   [[nodiscard]] bool has(const std::string& tensor) const { return file.contains(tensor); }
 
   /// Compares `got` (data + shape) with "expected/<what>" within the file's tolerances.
@@ -35,30 +31,12 @@ struct OpGolden {
   }
 };
 
-/// Every golden file of `dir` for scalar T (f32 files for float, f64 for double), sorted by name;
-/// REQUIREs exactly `count` of them (a missing or stray file fails).
+/// Every golden file of `dir` for scalar T (f32 files for float, f64 for double), sorted by name.
 template <class T>
-std::vector<OpGolden<T>> op_goldens(const std::string& dir, std::size_t count) {
-  namespace fs = std::filesystem;
-  const std::string dtype = std::is_same_v<T, float> ? "f32" : "f64";
-  const fs::path root = fs::path(ATTN_SOURCE_DIR) / "tests" / "data" / dir;
-  std::vector<fs::path> paths;
-  if (fs::is_directory(root))
-    for (const auto& e : fs::directory_iterator(root))
-      if (e.path().extension() == ".safetensors") paths.push_back(e.path());
-  std::sort(paths.begin(), paths.end());
+std::vector<OpGolden<T>> op_goldens(const std::string& dir) {
   std::vector<OpGolden<T>> out;
-  for (const auto& p : paths) {
-    auto file = attn::SafeTensors::open(p);
-    if (file.meta("dtype").value_or("") != dtype) continue;
-    REQUIRE(file.meta("type").value_or("") == dir);
-    OpGolden<T> g{dir + "/" + p.filename().string(), std::move(file), 0, 0, {}};
-    g.rtol = std::stod(*g.file.meta("rtol"));
-    g.atol = std::stod(*g.file.meta("atol"));
-    g.config = Json::parse(*g.file.meta("config"));
-    out.push_back(std::move(g));
-  }
-  REQUIRE(out.size() == count);
+  for (auto& g : golden(dir))
+    if (for_scalar<T>(g)) out.emplace_back(std::move(g));
   return out;
 }
 

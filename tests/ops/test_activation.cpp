@@ -9,7 +9,7 @@ namespace ops = attn::ops;
 TEMPLATE_TEST_CASE("activation_by_name: PyTorch golden values of every name", "[ops][activation][golden]", float,
                    double) {
   using T = TestType;
-  const auto goldens = op_goldens<T>("ops_activation", 1);
+  const auto goldens = op_goldens<T>("ops_activation");
   const auto& g = goldens.front();
   const auto x = g.get("input/x");
   const auto alpha = g.get("input/prelu_alpha");

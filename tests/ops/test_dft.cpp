@@ -8,7 +8,7 @@ namespace ops = attn::ops;
 
 TEMPLATE_TEST_CASE("dft: torch.fft golden values, both algorithms", "[ops][dft][golden]", float, double) {
   using T = TestType;
-  const auto gs = op_goldens<T>("ops_dft", 1);
+  const auto gs = op_goldens<T>("ops_dft");
   const auto& g = gs.front();
   const auto x = g.get("input/x");
   const auto rows = g.get("input/rows");

@@ -149,12 +149,12 @@ TEMPLATE_TEST_CASE("nonfinite: garbage behind a mask reaches no row", "[nonfinit
     auto q = random_tensor<T, 3>({1, 3, 2}, 1);
     auto k = random_tensor<T, 3>({1, 4, 2}, 2);
     auto v = random_tensor<T, 3>({1, 4, 2}, 3);
-    attn::Tensor<bool, 1> keep(4);
-    keep.setValues({true, true, true, false});
+    attn::Tensor<bool, 2> keep(1, 4);  // [T, S] broadcast over the queries
+    keep.setValues({{true, true, true, false}});
     v(0, 3, 0) = v(0, 3, 1) = garbage;
     k(0, 3, 0) = garbage;
     attn::SdpaOptions<T> opt;
-    opt.mask = attn::BoolMask(keep.data(), {4});
+    opt.attn_mask = attn::AttnMask(keep);
     const auto r = attn::scaled_dot_product_attention(q, k, v, opt);
     // Oracle: the same attention over keys 0..2 only.
     attn::Tensor<T, 3> k3 = k.slice(std::array<Index, 3>{0, 0, 0}, std::array<Index, 3>{1, 3, 2});
@@ -182,7 +182,7 @@ TEMPLATE_TEST_CASE("nonfinite: garbage behind a mask reaches no row", "[nonfinit
     auto v = random_tensor<T, 3>({2, 4, 2}, 9);
     const std::array<Index, 2> lengths{2, 3};
     attn::SdpaOptions<T> opt;
-    opt.key_lengths = lengths;
+    opt.key_lengths = std::span<const Index>(lengths);
     const auto clean = attn::scaled_dot_product_attention(q, k, v, opt);
     v(0, 2, 1) = v(0, 3, 0) = v(1, 3, 1) = garbage;
     k(0, 3, 0) = garbage;
@@ -198,7 +198,7 @@ TEMPLATE_TEST_CASE("nonfinite: garbage behind a mask reaches no row", "[nonfinit
     for (Index i = 0; i < T_; ++i)
       for (Index j = 0; j < S; ++j) keep(0, i, j) = (i * 7 + j * 3) % 5 != 0;
     attn::SdpaOptions<T> opt;
-    opt.mask = keep;
+    opt.attn_mask = attn::AttnMask(keep);
     const auto clean = attn::scaled_dot_product_attention(q, k, v, opt);
     // Garbage in the value of key 5, which row i sees iff (7i + 15) % 5 != 0, i.e. iff i % 5 != 0.
     const Index j_bad = 5;  // (0·7 + 5·3) % 5 == 0: row 0 does not see key 5
@@ -228,6 +228,8 @@ TEMPLATE_TEST_CASE("nonfinite: layers with padding masks ignore garbage in padde
     pad(0, j) = j < 3;
     pad(1, j) = true;
   }
+  attn::AttentionMasks<T> masks;
+  masks.key_padding = attn::KeyPaddingMask(pad);
   auto dirty = x;
   for (Index j = 3; j < 5; ++j)
     for (Index c = 0; c < 8; ++c) dirty(0, j, c) = garbage;
@@ -240,14 +242,14 @@ TEMPLATE_TEST_CASE("nonfinite: layers with padding masks ignore garbage in padde
   };
   SECTION("self_attention") {
     attn::SelfAttention<T> layer({.embed_dim = 8, .num_heads = 2});
-    check(layer.forward(x, pad), layer.forward(dirty, pad));
+    check(layer.forward(x, masks), layer.forward(dirty, masks));
   }
   SECTION("multi_head") {
     attn::MultiHeadAttention<T> layer({.embed_dim = 8, .num_heads = 2});
-    check(layer.forward(x, pad), layer.forward(dirty, pad));
+    check(layer.forward(x, masks), layer.forward(dirty, masks));
   }
   SECTION("group_query") {
     attn::GroupedQueryAttention<T> layer({.d_model = 8, .n_head = 2, .n_kv_head = 1});
-    check(layer.forward(x, pad), layer.forward(dirty, pad));
+    check(layer.forward(x, masks), layer.forward(dirty, masks));
   }
 }

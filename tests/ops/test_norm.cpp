@@ -7,7 +7,7 @@ namespace ops = attn::ops;
 
 TEMPLATE_TEST_CASE("norm: PyTorch golden cases", "[ops][norm][golden]", float, double) {
   using T = TestType;
-  for (const auto& g : op_goldens<T>("ops_norm", 7)) {
+  for (const auto& g : op_goldens<T>("ops_norm")) {
     INFO(g.name);
     const auto x = g.get("input/x");
     const std::string op = g.config.at("op");

@@ -8,7 +8,7 @@ namespace ops = attn::ops;
 
 TEMPLATE_TEST_CASE("patches: PyTorch golden cases (unfold, fold)", "[ops][patches][golden]", float, double) {
   using T = TestType;
-  const auto gs = op_goldens<T>("ops_patches", 2);
+  const auto gs = op_goldens<T>("ops_patches");
   for (const auto& g : gs) {
     INFO(g.name);
     if (g.has("input/x")) {

@@ -31,7 +31,7 @@ attn::AnyTensor<T> pool(bool avg, const attn::AnyTensor<T>& x, const ops::Pool2d
 TEMPLATE_TEST_CASE("pool2d: PyTorch golden cases (Keras divisor rule, every padding mode)", "[ops][pool][golden]", float,
                    double) {
   using T = TestType;
-  for (const auto& g : op_goldens<T>("ops_pool2d", 10)) {
+  for (const auto& g : op_goldens<T>("ops_pool2d")) {
     INFO(g.name);
     const auto x = g.get("input/x");
     const Json& c = g.config;

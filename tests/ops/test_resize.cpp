@@ -7,7 +7,7 @@ namespace ops = attn::ops;
 
 TEMPLATE_TEST_CASE("resize: PyTorch golden cases", "[ops][resize][golden]", float, double) {
   using T = TestType;
-  const auto gs = op_goldens<T>("ops_resize", 1);
+  const auto gs = op_goldens<T>("ops_resize");
   const auto& g = gs.front();
   const auto xa = g.get("input/x");
   const auto x = xa.template view<4>();

@@ -8,7 +8,7 @@ namespace ops = attn::ops;
 
 TEMPLATE_TEST_CASE("window ops: PyTorch golden cases", "[ops][window][golden]", float, double) {
   using T = TestType;
-  for (const auto& g : op_goldens<T>("ops_window", 2)) {
+  for (const auto& g : op_goldens<T>("ops_window")) {
     INFO(g.name);
     const auto xa = g.get("input/x");
     const auto x = xa.template view<4>();

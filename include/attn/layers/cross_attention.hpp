@@ -79,7 +79,7 @@ struct CrossAttentionConfig {
         Field<C>{.name = "bias_initializer", .member = member<&C::bias_initializer>,
                  .choices = initializer_names,
                  .doc = "Initializer of the biases."},
-        Field<C>{.name = "causal", .member = &C::causal,
+        Field<C>{.name = "causal", .member = member<&C::causal>,
                  .doc = "Mask future keys, bottom-right aligned (query i sees keys j <= i + S - T)."},
     };
   }

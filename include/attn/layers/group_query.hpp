@@ -125,12 +125,12 @@ struct GroupedQueryAttentionConfig {
                  .doc = "Initializer of the four biases."},
         Field<C>{.name = "causal", .member = member<&C::causal>,
                  .doc = "Apply a causal mask (query i sees keys j <= i). Beyond the reference."},
-        Field<C>{.name = "use_rope", .member = &C::use_rope,
+        Field<C>{.name = "use_rope", .member = member<&C::use_rope>,
                  .doc = "Rotate queries and keys (false: no RoPE and no RoPE tables). Beyond the reference."},
-        Field<C>{.name = "qkv_bias", .member = &C::qkv_bias,
+        Field<C>{.name = "qkv_bias", .member = member<&C::qkv_bias>,
                  .doc = "Biases on the q, k and v projections even when use_bias is false (Qwen2-style). "
                         "Beyond the reference (timm's name)."},
-        Field<C>{.name = "proj_bias", .member = &C::proj_bias,
+        Field<C>{.name = "proj_bias", .member = member<&C::proj_bias>,
                  .doc = "A bias on the output projection even when use_bias is false. Beyond the reference "
                         "(timm's name)."},
     };
