@@ -30,7 +30,8 @@ while total < n:
         if total >= n:
             break
         text = (dst / f"include/attn/layers/{type_name}.hpp").read_text()
-        text = text.replace("namespace attn {", f"namespace attn::syn{k} {{")
+        # (the config's JSON functions are found by ADL, so the new namespace re-declares them)
+        text = text.replace("namespace attn {", f"namespace attn::syn{k} {{\nusing attn::from_json;\nusing attn::to_json;", 1)
         text, count = re.subn(rf'type_name = "{type_name}"', f'type_name = "{type_name}_{k}"', text)
         assert count == 1, type_name
         out = dst / f"include/attn/layers/syn/{type_name}_{k}.hpp"
