@@ -4,10 +4,11 @@ today's types under new names, to measure how compile time grows with the regist
 
     python3 tools/compile_probe/synthetic_registry.py 50 /tmp/attn-syn50
 
-Copy k of a layer header goes to include/attn/layers/syn/<type>_<k>.hpp with its namespace renamed
-to attn::syn<k> and its type string to "<type>_<k>"; registry.hpp includes it and lists it. The copy
-is never built by the project itself (its layer checks would reject the extra types); compile single
-TUs in it, e.g. with tools/compile_times.sh's commands or g++ directly.
+Copy k of a layer header goes to include/attn/layers/<type>_<k>.hpp with its namespace renamed to
+attn::syn<k> and its type string to "<type>_<k>"; registry.hpp includes it and lists it (first, in the
+registry's own line form, so cmake/AttnLayers.cmake generates attn::layers for all N). The copy's test
+suite would reject the extra types (no test files): compile single TUs or targets in it, e.g.
+tools/compile_times.sh's commands, g++ directly, or `cmake --build <dir>/b --target attn_layers`.
 """
 import pathlib
 import re
@@ -34,16 +35,16 @@ while total < n:
         text = text.replace("namespace attn {", f"namespace attn::syn{k} {{\nusing attn::from_json;\nusing attn::to_json;", 1)
         text, count = re.subn(rf'type_name = "{type_name}"', f'type_name = "{type_name}_{k}"', text)
         assert count == 1, type_name
-        out = dst / f"include/attn/layers/syn/{type_name}_{k}.hpp"
-        out.parent.mkdir(parents=True, exist_ok=True)
+        out = dst / f"include/attn/layers/{type_name}_{k}.hpp"
         out.write_text(text)
-        includes.append(f'#include "attn/layers/syn/{type_name}_{k}.hpp"')
-        lines.append(f"    , syn{k}::{cls}  // {type_name}_{k}")
+        includes.append(f'#include "attn/layers/{type_name}_{k}.hpp"')
+        lines.append(f"    syn{k}::{cls},  // {type_name}_{k}")
         total += 1
     k += 1
-# the last original line has no comma: append the synthetic ones after it
-last = re.search(r"^(\s+\w+\s+// \w+\n)>;", reg, re.M)
-reg = reg[:last.end(1)] + "\n".join(lines) + "\n" + reg[last.end(1):]
+# the synthetic lines (each ending in a comma) go first in the list
+head = "using Registry = LayerTypes<\n"
+assert head in reg
+reg = reg.replace(head, head + "\n".join(lines) + "\n", 1)
 reg = reg.replace('#include "attn/layers/spatial.hpp"\n', '#include "attn/layers/spatial.hpp"\n' + "\n".join(includes) + "\n")
 reg_path.write_text(reg)
 print(f"{dst}: {total} registered types")

@@ -339,3 +339,15 @@ void attention_core(const HeadsView<T>& q, const HeadsView<T>& k, const HeadsVie
 }
 
 }  // namespace attn::ops
+
+/// Declares (EXTERN = extern) or defines (EXTERN empty) the attention core for scalar T (at namespace
+/// scope); under ATTN_PRECOMPILED_LAYERS it comes compiled from attn::layers (src/precompiled_ops.cpp).
+#define ATTN_CORE_INSTANCES(EXTERN, T)                                                                  \
+  EXTERN template void attn::ops::attention_core<T>(                                                   \
+      const attn::ops::HeadsView<T>&, const attn::ops::HeadsView<T>&, const attn::ops::HeadsView<T>&, \
+      const attn::ops::HeadsOut<T>&, T, const attn::ops::AttentionMask<T>&, T*,                      \
+      const attn::ops::AttentionCoreOptions&);
+#ifdef ATTN_PRECOMPILED_LAYERS
+ATTN_CORE_INSTANCES(extern, float)
+ATTN_CORE_INSTANCES(extern, double)
+#endif

@@ -248,3 +248,14 @@ template <class T>
 }
 
 }  // namespace attn::ops
+
+/// Declares (EXTERN = extern) or defines (EXTERN empty) the kernel tables for scalar T (at namespace
+/// scope). Under ATTN_PRECOMPILED_LAYERS they come compiled from attn::layers (src/precompiled_ops.cpp):
+/// every translation unit that runs a forward would otherwise compile the packed products of every
+/// SIMD level again.
+#define ATTN_KERNEL_INSTANCES(EXTERN, T) \
+  EXTERN template const attn::ops::Kernels<T>& attn::ops::kernels<T>(attn::Simd);
+#ifdef ATTN_PRECOMPILED_LAYERS
+ATTN_KERNEL_INSTANCES(extern, float)
+ATTN_KERNEL_INSTANCES(extern, double)
+#endif

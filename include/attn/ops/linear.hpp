@@ -70,3 +70,16 @@ Tensor<T, R> dense(const Input& x, const Weight<T>& kernel, const Weight<T>* bia
 }
 
 }  // namespace attn::ops
+
+/// Declares (EXTERN = extern) or defines (EXTERN empty) the threaded product and the dense layer for
+/// scalar T (at namespace scope); under ATTN_PRECOMPILED_LAYERS they come compiled from attn::layers
+/// (src/precompiled_ops.cpp).
+#define ATTN_LINEAR_INSTANCES(EXTERN, T)                                                                   \
+  EXTERN template void attn::ops::gemm<T>(attn::Index, attn::Index, attn::Index, const T*, attn::Index,   \
+                                          const T*, attn::Index, bool, T*, attn::Index);                  \
+  EXTERN template void attn::ops::dense<T>(const T*, attn::Index, const attn::Weight<T>&,                 \
+                                           const attn::Weight<T>*, T*);
+#ifdef ATTN_PRECOMPILED_LAYERS
+ATTN_LINEAR_INSTANCES(extern, float)
+ATTN_LINEAR_INSTANCES(extern, double)
+#endif

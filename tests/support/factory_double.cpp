@@ -1,7 +1,0 @@
-// The one instantiation of the factory's entry points for double in the test suite (see
-// factory_instances.hpp); float has its own file so that the two compile in parallel.
-#include "support/factory_instances.hpp"
-
-namespace attn {
-ATTN_TEST_FACTORY_INSTANCES(, double)
-}  // namespace attn
