@@ -12,7 +12,7 @@ fail() { echo "check_suite: $*" >&2; exit 1; }
 listing=$(ctest --test-dir "$bld" -N)
 total=$(sed -n 's/^Total Tests: \([0-9]*\)$/\1/p' <<<"$listing")
 [ -n "$total" ] && [ "$total" -gt 0 ] || fail "ctest -N lists no test in $bld"
-for t in attn_tests_all layers_registered_and_tested attn_tests_nothing_hidden readme_quickstart \
+for t in attn_tests_simd_generic layers_registered_and_tested attn_tests_nothing_hidden readme_quickstart \
          example_quickstart example_weights consumer_add_subdirectory; do
   grep -Eq "Test +#[0-9]+: $t\$" <<<"$listing" || fail "ctest -N does not list '$t'"
 done
