@@ -97,7 +97,7 @@ public:
     requires TensorOf<X, T, 4>
   [[nodiscard]] Tensor<T, 4> forward(const X& x) const {
     const ConstTensorView<T, 4> v = view_of<T, 4>(x);
-    output_shape(shape_of(v));
+    (void)output_shape(shape_of(v));
     this->check_weights();
     Tensor<T, 4> y(v.dimensions());
     const Index C = config_.channels, rows = v.size() / C;
