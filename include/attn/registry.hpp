@@ -17,6 +17,15 @@
 #include "attn/layers/multi_head.hpp"
 #include "attn/layers/self_attention.hpp"
 #include "attn/layers/spatial.hpp"
+#include "attn/layers/activation_by_name.hpp"
+#include "attn/layers/anti_alias_downsample.hpp"
+#include "attn/layers/batchnorm_with_activation.hpp"
+#include "attn/layers/conv2d_no_bias.hpp"
+#include "attn/layers/drop_block.hpp"
+#include "attn/layers/layer_norm.hpp"
+#include "attn/layers/se_module.hpp"
+#include "attn/layers/channel_affine.hpp"
+#include "attn/layers/mlp_block.hpp"
 
 namespace attn {
 
@@ -39,7 +48,17 @@ using Registry = LayerTypes<
     SpatialAttention,       // spatial
     // beyond the reference registry: the basics
     SelfAttention,          // self_attention
-    CrossAttention          // cross_attention
+    CrossAttention,         // cross_attention
+    // the basic blocks of KCAM's common_layers (spec kcam_attention_layers.md §3)
+    ActivationByName,       // activation_by_name
+    AntiAliasDownsample,    // anti_alias_downsample
+    BatchnormWithActivation,  // batchnorm_with_activation
+    Conv2dNoBias,           // conv2d_no_bias
+    DropBlock,              // drop_block
+    LayerNorm,              // layer_norm
+    SEModule,               // se_module
+    ChannelAffine,          // channel_affine
+    MlpBlock                // mlp_block
 >;
 // clang-format on
 

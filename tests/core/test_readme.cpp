@@ -18,7 +18,7 @@ TEST_CASE("README: the table of types matches get_attention_info", "[readme]") {
   REQUIRE(begin != std::string::npos);
   REQUIRE(end != std::string::npos);
   std::istringstream table(text.substr(begin, end - begin));
-  const std::regex row(R"(^\| `([a-z_]+)` \| `([A-Za-z]+)` \| .* \| (.*) \|$)");
+  const std::regex row(R"(^\| `([a-z0-9_]+)` \| `([A-Za-z0-9]+)` \| .* \| (.*) \|$)");
   const attn::Json info = attn::get_attention_info();
   std::vector<std::string> seen;
   std::string line;
