@@ -12,10 +12,15 @@
 #include "attn/core/param.hpp"
 #include "attn/layers/cbam.hpp"
 #include "attn/layers/channel.hpp"
+#include "attn/layers/context_attention.hpp"
 #include "attn/layers/cross_attention.hpp"
+#include "attn/layers/differential.hpp"
+#include "attn/layers/fnet.hpp"
 #include "attn/layers/group_query.hpp"
+#include "attn/layers/hopfield.hpp"
 #include "attn/layers/multi_head.hpp"
 #include "attn/layers/self_attention.hpp"
+#include "attn/layers/shared_weights_cross.hpp"
 #include "attn/layers/spatial.hpp"
 
 namespace attn {
@@ -39,7 +44,14 @@ using Registry = LayerTypes<
     SpatialAttention,       // spatial
     // beyond the reference registry: the basics
     SelfAttention,          // self_attention
-    CrossAttention          // cross_attention
+    CrossAttention,         // cross_attention
+    // the sequence layers of the reference module
+    DifferentialMultiHeadAttention,  // differential
+    FNetFourierTransform,            // fnet
+    HopfieldAttention,               // hopfield
+    SharedWeightsCrossAttention,     // shared_weights_cross
+    // beyond the reference registry: the network of the seed notes
+    ContextAttention                 // context_attention
 >;
 // clang-format on
 
