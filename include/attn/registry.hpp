@@ -12,10 +12,15 @@
 #include "attn/core/param.hpp"
 #include "attn/layers/cbam.hpp"
 #include "attn/layers/channel.hpp"
+#include "attn/layers/context_attention.hpp"
 #include "attn/layers/cross_attention.hpp"
+#include "attn/layers/differential.hpp"
+#include "attn/layers/fnet.hpp"
 #include "attn/layers/group_query.hpp"
+#include "attn/layers/hopfield.hpp"
 #include "attn/layers/multi_head.hpp"
 #include "attn/layers/self_attention.hpp"
+#include "attn/layers/shared_weights_cross.hpp"
 #include "attn/layers/spatial.hpp"
 #include "attn/layers/activation_by_name.hpp"
 #include "attn/layers/anti_alias_downsample.hpp"
@@ -49,6 +54,11 @@ using Registry = LayerTypes<
     // beyond the reference registry: the basics
     SelfAttention,          // self_attention
     CrossAttention,         // cross_attention
+    // the sequence layers of the reference module
+    DifferentialMultiHeadAttention,  // differential
+    FNetFourierTransform,            // fnet
+    HopfieldAttention,               // hopfield
+    SharedWeightsCrossAttention,     // shared_weights_cross
     // the basic blocks of KCAM's common_layers (spec kcam_attention_layers.md §3)
     ActivationByName,       // activation_by_name
     AntiAliasDownsample,    // anti_alias_downsample
@@ -58,7 +68,9 @@ using Registry = LayerTypes<
     LayerNorm,              // layer_norm
     SEModule,               // se_module
     ChannelAffine,          // channel_affine
-    MlpBlock                // mlp_block
+    MlpBlock,                // mlp_block
+    // beyond the reference registry: the network of the seed notes
+    ContextAttention                 // context_attention
 >;
 // clang-format on
 

@@ -189,8 +189,14 @@ TEMPLATE_LIST_TEST_CASE("contract: a weight resized through parameters() is a We
   const auto inputs = example_inputs<TestType>(cfg, 11);
   const auto good = attn::create_attention_layer<double>(type, example_params<C>(), "", 5);
   REQUIRE_NOTHROW(good.forward(inputs));
-  if (good.parameters().empty()) {  // a type without weights (e.g. activation_by_name with a plain function)
-    REQUIRE(good.parameters().count() == 0);
+  if (good.parameters().size() == 0) {
+    // a parameter-free type (fnet): a weight that appears through parameters() is refused
+    auto extra = good;
+    extra.parameters().add("stray/kernel", {2, 2}, "zeros", 0);
+    REQUIRE_THROWS_MATCHES(extra.forward(inputs), attn::WeightsError,
+                           Catch::Matchers::Message(fmt::format("{}: the layer has 1 weights, 0 were declared "
+                                                                "(parameters() must keep its weights, in their order)",
+                                                                type)));
     return;
   }
   for (std::size_t i = 0; i < good.parameters().size(); ++i) {
