@@ -17,6 +17,9 @@
 #include "attn/layers/multi_head.hpp"
 #include "attn/layers/self_attention.hpp"
 #include "attn/layers/spatial.hpp"
+#include "attn/layers/positional_embedding.hpp"
+#include "attn/layers/bias_positional_embedding.hpp"
+#include "attn/layers/positional_encoding_fourier.hpp"
 
 namespace attn {
 
@@ -39,7 +42,11 @@ using Registry = LayerTypes<
     SpatialAttention,       // spatial
     // beyond the reference registry: the basics
     SelfAttention,          // self_attention
-    CrossAttention          // cross_attention
+    CrossAttention,         // cross_attention
+    // positional embeddings (spec kcam_attention_layers.md §4)
+    PositionalEmbedding,        // positional_embedding
+    BiasPositionalEmbedding,    // bias_positional_embedding
+    PositionalEncodingFourier   // positional_encoding_fourier
 >;
 // clang-format on
 
