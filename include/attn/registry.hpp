@@ -20,6 +20,7 @@
 #include "attn/layers/positional_embedding.hpp"
 #include "attn/layers/bias_positional_embedding.hpp"
 #include "attn/layers/positional_encoding_fourier.hpp"
+#include "attn/layers/multi_head_relative_positional_embedding.hpp"
 
 namespace attn {
 
@@ -46,7 +47,8 @@ using Registry = LayerTypes<
     // positional embeddings (spec kcam_attention_layers.md §4)
     PositionalEmbedding,        // positional_embedding
     BiasPositionalEmbedding,    // bias_positional_embedding
-    PositionalEncodingFourier   // positional_encoding_fourier
+    PositionalEncodingFourier,  // positional_encoding_fourier
+    MultiHeadRelativePositionalEmbedding  // multi_head_relative_positional_embedding
 >;
 // clang-format on
 
