@@ -17,10 +17,12 @@
 #include "attn/layers/multi_head.hpp"
 #include "attn/layers/self_attention.hpp"
 #include "attn/layers/spatial.hpp"
-#include "attn/layers/positional_embedding.hpp"
 #include "attn/layers/bias_positional_embedding.hpp"
-#include "attn/layers/positional_encoding_fourier.hpp"
+#include "attn/layers/multi_head_positional_embedding.hpp"
 #include "attn/layers/multi_head_relative_positional_embedding.hpp"
+#include "attn/layers/positional_embedding.hpp"
+#include "attn/layers/positional_encoding_fourier.hpp"
+#include "attn/layers/relative_positional_embedding.hpp"
 
 namespace attn {
 
@@ -44,11 +46,13 @@ using Registry = LayerTypes<
     // beyond the reference registry: the basics
     SelfAttention,          // self_attention
     CrossAttention,         // cross_attention
-    // positional embeddings (spec kcam_attention_layers.md §4)
-    PositionalEmbedding,        // positional_embedding
-    BiasPositionalEmbedding,    // bias_positional_embedding
-    PositionalEncodingFourier,  // positional_encoding_fourier
-    MultiHeadRelativePositionalEmbedding  // multi_head_relative_positional_embedding
+    // positional embeddings (spec kcam_attention_layers.md §4), in the order of their issue
+    BiasPositionalEmbedding,               // bias_positional_embedding
+    MultiHeadPositionalEmbedding,          // multi_head_positional_embedding
+    MultiHeadRelativePositionalEmbedding,  // multi_head_relative_positional_embedding
+    PositionalEmbedding,                   // positional_embedding
+    PositionalEncodingFourier,             // positional_encoding_fourier
+    RelativePositionalEmbedding            // relative_positional_embedding
 >;
 // clang-format on
 

@@ -124,6 +124,8 @@ public:
   static constexpr std::array<int, 1> input_ranks{4};
 
   explicit BiasPositionalEmbedding(const Config& config, std::uint64_t seed = 0) : Base(config) {
+    detail::posemb::check_table(Config::type_name, "the expanded bias",
+                                {config.input_shape[0], config.input_shape[1], config.input_shape[2]}, sizeof(T));
     this->reset_parameters(seed);
   }
 

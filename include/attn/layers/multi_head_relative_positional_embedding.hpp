@@ -132,9 +132,7 @@ public:
   static constexpr std::array<int, 1> input_ranks{4};
 
   explicit MultiHeadRelativePositionalEmbedding(const Config& config, std::uint64_t seed = 0)
-      : Base(config),
-        index_(ops::kcam_relative_position_index(config.grid_height(), config.grid_width(), config.with_cls_token,
-                                                 config.input_shape[2] - config.cls(), Config::type_name)) {
+      : Base(config), index_(make_index(config)) {
     this->reset_parameters(seed);
   }
 
@@ -222,6 +220,14 @@ private:
   void check_input(const Shape& x) const {
     const Shape built{config_.input_shape[0], config_.input_shape[1], config_.input_shape[2]};
     detail::posemb::check_built(Config::type_name, "x", x, built, "(scores [B, heads, Nq, Nk] of the input_shape)");
+  }
+
+  static ops::IndexTable make_index(const Config& c) {
+    const Shape s{c.input_shape[0], c.input_shape[1], c.input_shape[2]};
+    detail::posemb::check_table(Config::type_name, "the relative-position index", {s[1], s[2]}, sizeof(Index));
+    detail::posemb::check_table(Config::type_name, "the gathered bias", {c.table_heads(), s[1], s[2]}, sizeof(T));
+    return ops::kcam_relative_position_index(c.grid_height(), c.grid_width(), c.with_cls_token, s[2] - c.cls(),
+                                             Config::type_name);
   }
 
   ops::IndexTable index_;

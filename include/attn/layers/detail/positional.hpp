@@ -21,6 +21,7 @@
 
 #include "attn/core/error.hpp"
 #include "attn/core/init.hpp"
+#include "attn/core/limits.hpp"
 #include "attn/core/tensor.hpp"
 #include "attn/core/weights.hpp"
 #include "attn/ops/resize.hpp"
@@ -75,6 +76,14 @@ inline void check_built(std::string_view layer, std::string_view arg, const Shap
   Shape expected{-1};
   expected.insert(expected.end(), built.begin(), built.end());
   check_shape(layer, arg, x, expected, meaning);
+}
+
+/// Throws ConfigError (naming the layer and `input_shape`) unless a table of `shape` elements of
+/// `elem_size` bytes fits attn::allocation_limit(): the index tables and expanded biases that a layer
+/// builds from its configured extents, checked before they are allocated.
+inline void check_table(std::string_view layer, std::string_view what, const Shape& shape, std::size_t elem_size) {
+  check_allocation(fmt::format("{}: parameter 'input_shape': {} {}", layer, what, shape_str(shape)),
+                   checked_shape_size(shape), elem_size, std::string(layer), "input_shape");
 }
 
 /// ⌊sqrt(n)⌋ exactly for the sizes of a layer (Python's `int(float(n) ** 0.5)` for these sizes).
