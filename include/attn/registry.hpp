@@ -31,6 +31,12 @@
 #include "attn/layers/se_module.hpp"
 #include "attn/layers/channel_affine.hpp"
 #include "attn/layers/mlp_block.hpp"
+#include "attn/layers/bias_positional_embedding.hpp"
+#include "attn/layers/multi_head_positional_embedding.hpp"
+#include "attn/layers/multi_head_relative_positional_embedding.hpp"
+#include "attn/layers/positional_embedding.hpp"
+#include "attn/layers/positional_encoding_fourier.hpp"
+#include "attn/layers/relative_positional_embedding.hpp"
 
 namespace attn {
 
@@ -69,6 +75,13 @@ using Registry = LayerTypes<
     SEModule,               // se_module
     ChannelAffine,          // channel_affine
     MlpBlock,                // mlp_block
+    // positional embeddings (spec kcam_attention_layers.md §4), in the order of their issue
+    BiasPositionalEmbedding,               // bias_positional_embedding
+    MultiHeadPositionalEmbedding,          // multi_head_positional_embedding
+    MultiHeadRelativePositionalEmbedding,  // multi_head_relative_positional_embedding
+    PositionalEmbedding,                   // positional_embedding
+    PositionalEncodingFourier,             // positional_encoding_fourier
+    RelativePositionalEmbedding,            // relative_positional_embedding
     // beyond the reference registry: the network of the seed notes
     ContextAttention                 // context_attention
 >;
