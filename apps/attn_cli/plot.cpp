@@ -99,7 +99,6 @@ const Glyph* glyph_of(char c) {
   return nullptr;
 }
 
-const Rgb white{255, 255, 255};
 const Rgb black{0, 0, 0};
 const Rgb grey{90, 90, 90};
 
