@@ -31,6 +31,7 @@
 #include <fmt/ranges.h>
 
 #include <attn/core/init.hpp>
+#include <attn/core/limits.hpp>
 #include <attn/core/log.hpp>
 #include <attn/core/parallel.hpp>
 #include <attn/factory.hpp>
@@ -250,6 +251,8 @@ Shape parse_shape(const std::string& text) {
     if (comma == std::string::npos) break;
     pos = comma + 1;
   }
+  if (!attn::checked_bytes(attn::checked_shape_size(s).value_or(-1), sizeof(float)))
+    throw UsageError(fmt::format("--shape '{}': the element count overflows", text));
   return s;
 }
 
@@ -758,10 +761,11 @@ int main(int argc, char** argv) {
   heat->add_option("--out", heat_o.out, "the PNG file to write")->required();
   heat->add_option("--layer", heat_o.layer, "which layer of a file that holds several");
   heat->add_option("--input", heat_o.inputs, "an input array, once per input (default for a list file: random)");
-  heat->add_option("--batch", heat_o.batch, "which batch item")->capture_default_str();
-  heat->add_option("--head", heat_o.head, "only this head (default: every head)");
+  heat->add_option("--batch", heat_o.batch, "which batch item")->check(CLI::NonNegativeNumber)->capture_default_str();
+  heat->add_option("--head", heat_o.head, "only this head (default: every head)")->check(CLI::NonNegativeNumber);
   heat->add_option("--query", heat_o.query,
-                   "only this query's row, on the H x W grid of an image input or of --grid (default: all queries)");
+                   "only this query's row, on the H x W grid of an image input or of --grid (default: all queries)")
+      ->check(CLI::NonNegativeNumber);
   heat->add_option("--grid", heat_o.grid, "H,W: lay the keys of --query out on this grid");
   add_weight_options(heat, heat_o.weights);
   add_mask_options(heat, heat_o.masks);
