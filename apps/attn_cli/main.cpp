@@ -761,11 +761,11 @@ int main(int argc, char** argv) {
   heat->add_option("--out", heat_o.out, "the PNG file to write")->required();
   heat->add_option("--layer", heat_o.layer, "which layer of a file that holds several");
   heat->add_option("--input", heat_o.inputs, "an input array, once per input (default for a list file: random)");
-  heat->add_option("--batch", heat_o.batch, "which batch item")->check(CLI::NonNegativeNumber)->capture_default_str();
-  heat->add_option("--head", heat_o.head, "only this head (default: every head)")->check(CLI::NonNegativeNumber);
+  heat->add_option("--batch", heat_o.batch, "which batch item")->check(CLI::Range(0, 1 << 30))->capture_default_str();
+  heat->add_option("--head", heat_o.head, "only this head (default: every head)")->check(CLI::Range(0, 1 << 30));
   heat->add_option("--query", heat_o.query,
                    "only this query's row, on the H x W grid of an image input or of --grid (default: all queries)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 1 << 30));
   heat->add_option("--grid", heat_o.grid, "H,W: lay the keys of --query out on this grid");
   add_weight_options(heat, heat_o.weights);
   add_mask_options(heat, heat_o.masks);
