@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages attn needs (only those missing): bash scripts/deps.sh [extra packages]
 set -euo pipefail
-pkgs=(cmake make ninja-build g++ libeigen3-dev nlohmann-json3-dev libfmt-dev catch2 "$@")
+pkgs=(cmake make ninja-build g++ libeigen3-dev nlohmann-json3-dev libfmt-dev catch2 libcli11-dev libpng-dev "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
