@@ -10,11 +10,13 @@
 #include <tuple>
 
 #include "attn/core/param.hpp"
+#include "attn/layers/anchor.hpp"
 #include "attn/layers/cbam.hpp"
 #include "attn/layers/channel.hpp"
 #include "attn/layers/cross_attention.hpp"
 #include "attn/layers/group_query.hpp"
 #include "attn/layers/multi_head.hpp"
+#include "attn/layers/perceiver.hpp"
 #include "attn/layers/self_attention.hpp"
 #include "attn/layers/spatial.hpp"
 
@@ -39,7 +41,10 @@ using Registry = LayerTypes<
     SpatialAttention,       // spatial
     // beyond the reference registry: the basics
     SelfAttention,          // self_attention
-    CrossAttention          // cross_attention
+    CrossAttention,         // cross_attention
+    // the sequence layers of the reference module
+    AnchorAttention,        // anchor
+    PerceiverAttention      // perceiver
 >;
 // clang-format on
 
