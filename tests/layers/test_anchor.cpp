@@ -119,7 +119,7 @@ TEST_CASE("anchor: equals an independent loop implementation in both modes", "[a
   ATTN_REQUIRE_CLOSE(l.forward(x), l.forward(x, 2), 0.0, 0.0);
 }
 
-TEST_CASE("anchor: identities: A = N is standard mode; anchor rows ignore the other tokens", "[anchor]") {
+TEST_CASE("anchor: identities: A = N is standard mode, anchor rows ignore the other tokens", "[anchor]") {
   L l({.dim = 8, .num_heads = 2}, 9);
   set_biases(l);
   const auto x = random_tensor<double, 3>({2, 6, 8}, 2);
@@ -181,7 +181,7 @@ TEST_CASE("anchor: logits of magnitude 1e4 stay finite and match the oracle", "[
   REQUIRE(all_finite(yf.data(), yf.size()));
 }
 
-TEST_CASE("anchor: bad shapes give ShapeErrors naming the layer; empty inputs", "[anchor]") {
+TEST_CASE("anchor: bad shapes give ShapeErrors naming the layer, empty inputs", "[anchor]") {
   const L l({.dim = 8, .num_heads = 2});
   REQUIRE_THROWS_WITH(l.forward(random_tensor<double, 3>({2, 3, 7}, 1)),
                       "anchor: input must have shape [*, *, 8] ([batch, tokens, dim]), got [2, 3, 7]");
