@@ -10,33 +10,35 @@
 #include <tuple>
 
 #include "attn/core/param.hpp"
+#include "attn/layers/activation_by_name.hpp"
+#include "attn/layers/anchor.hpp"
+#include "attn/layers/anti_alias_downsample.hpp"
+#include "attn/layers/batchnorm_with_activation.hpp"
+#include "attn/layers/bias_positional_embedding.hpp"
 #include "attn/layers/cbam.hpp"
 #include "attn/layers/channel.hpp"
+#include "attn/layers/channel_affine.hpp"
 #include "attn/layers/context_attention.hpp"
+#include "attn/layers/conv2d_no_bias.hpp"
 #include "attn/layers/cross_attention.hpp"
 #include "attn/layers/differential.hpp"
+#include "attn/layers/drop_block.hpp"
 #include "attn/layers/fnet.hpp"
 #include "attn/layers/group_query.hpp"
 #include "attn/layers/hopfield.hpp"
-#include "attn/layers/multi_head.hpp"
-#include "attn/layers/self_attention.hpp"
-#include "attn/layers/shared_weights_cross.hpp"
-#include "attn/layers/spatial.hpp"
-#include "attn/layers/activation_by_name.hpp"
-#include "attn/layers/anti_alias_downsample.hpp"
-#include "attn/layers/batchnorm_with_activation.hpp"
-#include "attn/layers/conv2d_no_bias.hpp"
-#include "attn/layers/drop_block.hpp"
 #include "attn/layers/layer_norm.hpp"
-#include "attn/layers/se_module.hpp"
-#include "attn/layers/channel_affine.hpp"
 #include "attn/layers/mlp_block.hpp"
-#include "attn/layers/bias_positional_embedding.hpp"
+#include "attn/layers/multi_head.hpp"
 #include "attn/layers/multi_head_positional_embedding.hpp"
 #include "attn/layers/multi_head_relative_positional_embedding.hpp"
+#include "attn/layers/perceiver.hpp"
 #include "attn/layers/positional_embedding.hpp"
 #include "attn/layers/positional_encoding_fourier.hpp"
 #include "attn/layers/relative_positional_embedding.hpp"
+#include "attn/layers/se_module.hpp"
+#include "attn/layers/self_attention.hpp"
+#include "attn/layers/shared_weights_cross.hpp"
+#include "attn/layers/spatial.hpp"
 
 namespace attn {
 
@@ -65,6 +67,8 @@ using Registry = LayerTypes<
     FNetFourierTransform,            // fnet
     HopfieldAttention,               // hopfield
     SharedWeightsCrossAttention,     // shared_weights_cross
+    AnchorAttention,        // anchor
+    PerceiverAttention,      // perceiver
     // the basic blocks of KCAM's common_layers (spec kcam_attention_layers.md §3)
     ActivationByName,       // activation_by_name
     AntiAliasDownsample,    // anti_alias_downsample
