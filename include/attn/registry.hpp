@@ -14,9 +14,12 @@
 #include "attn/layers/channel.hpp"
 #include "attn/layers/cross_attention.hpp"
 #include "attn/layers/group_query.hpp"
+#include "attn/layers/mobile_mqa.hpp"
 #include "attn/layers/multi_head.hpp"
+#include "attn/layers/non_local.hpp"
 #include "attn/layers/self_attention.hpp"
 #include "attn/layers/spatial.hpp"
+#include "attn/layers/window.hpp"
 
 namespace attn {
 
@@ -39,7 +42,11 @@ using Registry = LayerTypes<
     SpatialAttention,       // spatial
     // beyond the reference registry: the basics
     SelfAttention,          // self_attention
-    CrossAttention          // cross_attention
+    CrossAttention,         // cross_attention
+    // the vision layers of the reference registry
+    MobileMQA,              // mobile_mqa
+    NonLocalAttention,      // non_local
+    WindowAttention         // window
 >;
 // clang-format on
 
