@@ -98,6 +98,13 @@ TEST_CASE("mobile_mqa: validation messages", "[mobile_mqa]") {
   REQUIRE_THROWS_WITH(MQA({.dim = 12}), "dim (12) must be divisible by num_heads (8)");
 }
 
+TEST_CASE("mobile_mqa: every parameter of the reference registry, at its defaults", "[mobile_mqa]") {
+  const attn::Json ref = {{"dim", 64}, {"num_heads", 8}, {"use_downsampling", false},
+                          {"kernel_initializer", "he_normal"}, {"kernel_regularizer", nullptr}};
+  REQUIRE(attn::check_attention_config("mobile_mqa", ref).empty());
+  REQUIRE(attn::create_attention_layer<float>("mobile_mqa", ref).parameters().size() == 7);
+}
+
 TEST_CASE("mobile_mqa: the key counts of Appendix B (odd sizes use the convolution's size)", "[mobile_mqa]") {
   const MQA ds({.dim = 8, .num_heads = 2, .use_downsampling = true});
   REQUIRE(ds.keys(8, 8) == 16);
@@ -137,7 +144,7 @@ TEST_CASE("mobile_mqa: the spec's hints: zero o_proj is the identity, one token 
 
 TEST_CASE("mobile_mqa: equals an independent loop implementation", "[mobile_mqa]") {
   for (const bool ds : {false, true})
-    for (const auto& hw : {std::pair<Index, Index>{7, 9}, {8, 6}, {1, 2}, {3, 3}}) {
+    for (const auto& hw : std::vector<std::pair<Index, Index>>{{7, 9}, {8, 6}, {1, 2}, {3, 3}}) {
       MQA layer({.dim = 12, .num_heads = 3, .use_downsampling = ds}, 5);
       randomize(layer, 30);
       const auto x = random_tensor<double, 4>({3, hw.first, hw.second, 12}, 6);

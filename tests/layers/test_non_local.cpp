@@ -154,6 +154,21 @@ TEST_CASE("non_local: validation messages", "[non_local]") {
   REQUIRE_THROWS_WITH(NL({.attention_channels = -2}), "attention_channels must be positive");
 }
 
+TEST_CASE("non_local: every parameter of the reference registry, and its README example", "[non_local]") {
+  const attn::Json ref = {{"attention_channels", 64},     {"kernel_size", {7, 7}},       {"use_bias", false},
+                          {"normalization", "batch"},     {"intermediate_activation", "relu"},
+                          {"output_activation", "linear"}, {"output_channels", -1},      {"dropout_rate", 0.0},
+                          {"attention_mode", "gaussian"}, {"kernel_initializer", "glorot_normal"},
+                          {"bias_initializer", "zeros"},  {"kernel_regularizer", nullptr},
+                          {"bias_regularizer", nullptr},  {"activity_regularizer", nullptr}};
+  REQUIRE(attn::check_attention_config("non_local", ref).empty());
+  // the README's example, which the reference cannot run (dropout 0)
+  const auto layer = attn::create_attention_layer<float>(
+      "non_local", {{"attention_channels", 64}, {"normalization", "layer"}, {"attention_mode", "dot_product"}});
+  const auto y = layer.forward(attn::AnyTensor<float>(random_tensor<float, 4>({1, 4, 5, 64}, 2)));
+  REQUIRE(y.shape() == Shape{1, 4, 5, 64});
+}
+
 TEST_CASE("non_local: the spec's identity-like hint by hand", "[non_local]") {
   // dot_product, no norm, 1x1 depthwise weight 1, no bias, identity Q/K/V/output, relu on the input
   // (non-negative here): out[p] = Σ_q softmax_q(s·x_p·x_q) x_q over the flattened map.

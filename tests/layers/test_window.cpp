@@ -104,6 +104,16 @@ TEST_CASE("window: validation messages and order", "[window]") {
   REQUIRE_THROWS_WITH(WA({.dim = 10, .window_size = 2, .num_heads = 3}), "dim (10) must be divisible by num_heads (3)");
 }
 
+TEST_CASE("window: every parameter of the reference registry, at its defaults", "[window]") {
+  const attn::Json ref = {{"dim", 96},          {"window_size", 7},          {"num_heads", 3},
+                          {"qkv_bias", true},   {"qk_scale", nullptr},       {"attn_dropout_rate", 0.0},
+                          {"proj_dropout_rate", 0.0}, {"proj_bias", true},   {"kernel_initializer", "glorot_uniform"},
+                          {"bias_initializer", "zeros"}, {"kernel_regularizer", nullptr}, {"bias_regularizer", nullptr}};
+  REQUIRE(attn::check_attention_config("window", ref).empty());
+  const auto layer = attn::create_attention_layer<float>("window", ref);
+  REQUIRE(layer.parameters().size() == 5);
+}
+
 TEST_CASE("window: hand-computed case", "[window]") {
   // dim 1, one head, window 1 (one token): the softmax over one key is 1, so y = (x·wv + bv)·wp + bp.
   WA layer({.dim = 1, .window_size = 1, .num_heads = 1});
@@ -251,6 +261,8 @@ TEST_CASE("window: bad shapes give ShapeErrors naming the layer", "[window]") {
                       "window: shift_size must lie in [0, window_size) = [0, 2), got -1");
   REQUIRE_THROWS_WITH(layer.forward_map(random_tensor<double, 4>({1, 0, 4, 8}, 1)),
                       "window: forward_map input must have shape [batch, height >= 1, width >= 1, 8], got [1, 0, 4, 8]");
+  REQUIRE_THROWS_WITH(WA({.dim = 8, .window_size = 1 << 20, .num_heads = 2}),
+                      Catch::StartsWith("window: parameter 'window_size' (1048576): the relative-position index need "));
   WA tampered = layer;
   tampered.parameters()[4].shape = {8, 2};
   REQUIRE_THROWS_AS(tampered.forward(x), attn::WeightsError);

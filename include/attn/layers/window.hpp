@@ -40,7 +40,9 @@
 /// rank 3, last axis dim, and the reference's "Input sequence length (N) does not match the square of
 /// the window_size (w^2 = w²). WindowAttention requires the input to be a single window of tokens.";
 /// a window mask of the wrong shape; for forward_map rank 4, channels dim, H, W >= 1, and a shift
-/// outside [0, w) (ConfigError naming shift_size). `kernel_regularizer`, `bias_regularizer` are kept
+/// outside [0, w) (ConfigError naming shift_size). The relative-position index (window_size⁴
+/// integers) and the weights are refused above attn::allocation_limit() (ConfigError naming
+/// window_size). `kernel_regularizer`, `bias_regularizer` are kept
 /// for the round trip; dropout is the identity (inference).
 ///
 /// Differences from the reference (deliberate): the reference multiplies Q by the scale before Q·Kᵀ;
@@ -60,6 +62,7 @@
 
 #include "attn/core/error.hpp"
 #include "attn/core/init.hpp"
+#include "attn/core/limits.hpp"
 #include "attn/core/param.hpp"
 #include "attn/core/scratch.hpp"
 #include "attn/core/tensor.hpp"
@@ -287,7 +290,7 @@ public:
   static constexpr std::array<int, 1> input_ranks{3};
 
   explicit WindowAttention(const Config& config, std::uint64_t seed = 0)
-      : Base(config), index_(ops::relative_position_index(config.window_size, config.window_size, "window")) {
+      : Base(config), index_(make_index(config)) {
     this->reset_parameters(seed);
   }
 
@@ -367,6 +370,14 @@ private:
   }
 
   void check_input(const Shape& x) const { compute().check_input(x); }
+
+  /// The relative-position index [N, N] (N = window_size²), refused above attn::allocation_limit().
+  static ops::IndexTable make_index(const Config& c) {
+    const Index w = c.window_size;
+    check_allocation(fmt::format("window: parameter 'window_size' ({}): the relative-position index", w),
+                     checked_shape_size({w, w, w, w}), sizeof(Index), "window", "window_size");
+    return ops::relative_position_index(w, w, "window");
+  }
 
   detail::WindowWeights<T> weight_ptrs() const {
     return {&this->weight(slots_.qkv_kernel), this->optional_weight(slots_.qkv_bias), &this->weight(slots_.proj_kernel),
