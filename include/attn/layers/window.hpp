@@ -155,13 +155,14 @@ struct WindowCompute {
   const ops::IndexTable& index;
   WindowWeights<T> w;
 
-  void check_input(const Shape& x) const {
-    check_shape(WindowAttentionConfig::type_name, "input", x, {-1, -1, c.dim}, "([windows, window_size², dim])");
-    if (x[1] != c.tokens())
+  static void check_input(const WindowAttentionConfig& cfg, const Shape& x) {
+    check_shape(WindowAttentionConfig::type_name, "input", x, {-1, -1, cfg.dim}, "([windows, window_size², dim])");
+    if (x[1] != cfg.tokens())
       throw ShapeError(fmt::format("window: Input sequence length ({}) does not match the square of the window_size "
                                    "({}^2 = {}). WindowAttention requires the input to be a single window of tokens.",
-                                   x[1], c.window_size, c.tokens()));
+                                   x[1], cfg.window_size, cfg.tokens()));
   }
+  void check_input(const Shape& x) const { check_input(c, x); }
 
   /// The relative-position bias `[heads, N, N]` of the current table.
   void gather_bias(T* out) const {
@@ -369,7 +370,7 @@ private:
     slots_ = s;
   }
 
-  void check_input(const Shape& x) const { compute().check_input(x); }
+  void check_input(const Shape& x) const { detail::WindowCompute<T>::check_input(config_, x); }
 
   /// The relative-position index [N, N] (N = window_size²), refused above attn::allocation_limit().
   static ops::IndexTable make_index(const Config& c) {
@@ -387,8 +388,8 @@ private:
 
   Tensor<T, 3> run(ConstTensorView<T, 3> x, const AttentionMasks<T>& masks, const ConstTensorView<T, 3>* wmask,
                    Tensor<T, 4>* weights) const {
-    compute().check_input(shape_of(x));
-    this->check_weights();
+    check_input(shape_of(x));
+    this->check_weights();  // before compute() takes the weights' addresses
     return compute().run(x, masks, wmask, weights);
   }
   Tensor<T, 4> run_map(ConstTensorView<T, 4> x, Index shift, Tensor<T, 4>* weights) const {
