@@ -5,6 +5,7 @@
 //   attn_bench_torch --peak torch B L causal [threads]     one forward, for /usr/bin/time -v
 #include <dlfcn.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <limits>
@@ -56,6 +57,78 @@ void BM_torch(benchmark::State& state) {
 }
 
 BENCHMARK(BM_torch)->Apply(attn_bench::shapes);
+
+/// Swin's window attention the way its reference code computes it, at the shapes of
+/// bench_vision_layers.cpp (B = 8, 56x56x96, 3 heads, window 7, shift 0 or 3): roll, window partition
+/// (view/permute), the fused qkv Linear, q·scale, q·kᵀ (matmul) + the relative-position bias gathered
+/// from the table (+ the shifted-window mask, -100), softmax, ·v (matmul), the proj Linear, window
+/// reverse, roll back.
+struct SwinWindowProblem {
+  static constexpr std::int64_t B = 8, S = 56, C = 96, H = 3, w = 7, N = w * w, nW = (S / w) * (S / w);
+  torch::nn::Linear qkv{torch::nn::LinearOptions(C, 3 * C)}, proj{torch::nn::LinearOptions(C, C)};
+  torch::Tensor x, table, index, mask;
+  std::int64_t shift;
+
+  static torch::Tensor partition(const torch::Tensor& t, std::int64_t batch, std::int64_t c) {
+    return t.view({batch, S / w, w, S / w, w, c}).permute({0, 1, 3, 2, 4, 5}).reshape({-1, N, c});
+  }
+  explicit SwinWindowProblem(bool shifted) : shift(shifted ? w / 2 : 0) {
+    torch::manual_seed(1);
+    x = torch::rand({B, S, S, C}) * 2 - 1;
+    table = torch::randn({(2 * w - 1) * (2 * w - 1), H}) * 0.02;
+    auto coords = torch::stack(torch::meshgrid({torch::arange(w), torch::arange(w)}, "ij")).flatten(1);  // [2, N]
+    auto rel = (coords.unsqueeze(2) - coords.unsqueeze(1)).permute({1, 2, 0}).contiguous();          // [N, N, 2]
+    rel.select(2, 0).add_(w - 1).mul_(2 * w - 1);
+    rel.select(2, 1).add_(w - 1);
+    index = rel.sum(-1).flatten();
+    if (shift > 0) {
+      auto img = torch::zeros({1, S, S, 1});
+      auto acc = img.accessor<float, 4>();
+      const auto region = [&](std::int64_t v) { return v < S - w ? 0 : (v < S - shift ? 1 : 2); };
+      for (std::int64_t r = 0; r < S; ++r)
+        for (std::int64_t c = 0; c < S; ++c) acc[0][r][c][0] = static_cast<float>(3 * region(r) + region(c));
+      auto mw = partition(img, 1, 1).reshape({-1, N});
+      mask = (mw.unsqueeze(1) - mw.unsqueeze(2)).ne(0).to(torch::kFloat) * -100.0;  // [nW, N, N]
+    }
+  }
+  torch::Tensor forward() {
+    auto t = shift > 0 ? torch::roll(x, {-shift, -shift}, {1, 2}) : x;
+    auto win = partition(t, B, C);  // [B·nW, N, C]
+    const std::int64_t bw = win.size(0);
+    auto p = qkv->forward(win).reshape({bw, N, 3, H, C / H}).permute({2, 0, 3, 1, 4});
+    auto q = p[0] * (1.0 / std::sqrt(double(C / H)));
+    auto attn = torch::matmul(q, p[1].transpose(-2, -1));
+    attn = attn + table.index_select(0, index).view({N, N, H}).permute({2, 0, 1}).unsqueeze(0);
+    if (shift > 0) attn = (attn.view({bw / nW, nW, H, N, N}) + mask.unsqueeze(1).unsqueeze(0)).view({-1, H, N, N});
+    attn = torch::softmax(attn, -1);
+    auto out = proj->forward(torch::matmul(attn, p[2]).transpose(1, 2).reshape({bw, N, C}));
+    out = out.view({B, S / w, S / w, w, w, C}).permute({0, 1, 3, 2, 4, 5}).reshape({B, S, S, C});
+    return shift > 0 ? torch::roll(out, {shift, shift}, {1, 2}) : out;
+  }
+};
+
+void BM_torch_swin_window(benchmark::State& state) {
+  set_threads(static_cast<int>(state.range(1)));
+  c10::InferenceMode guard;
+  SwinWindowProblem p(state.range(0) != 0);
+  for (auto _ : state) {
+    auto y = p.forward();
+    benchmark::DoNotOptimize(y.data_ptr());
+  }
+  const double tokens = double(SwinWindowProblem::B * SwinWindowProblem::S * SwinWindowProblem::S);
+  const double c = double(SwinWindowProblem::C), n = double(SwinWindowProblem::N);
+  state.counters["GFLOPS"] = benchmark::Counter((4.0 * 2.0 * tokens * c * c + 2.0 * 2.0 * tokens * n * c) * 1e-9,
+                                                benchmark::Counter::kIsIterationInvariantRate);
+}
+
+BENCHMARK(BM_torch_swin_window)
+    ->ArgNames({"shifted", "threads"})
+    ->Args({0, 1})
+    ->Args({1, 1})
+    ->Args({0, 2})
+    ->Args({1, 2})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 int peak(const attn_bench::PeakArgs& a) {
   if (a.what != "torch") {

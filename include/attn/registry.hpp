@@ -28,9 +28,11 @@
 #include "attn/layers/hopfield.hpp"
 #include "attn/layers/layer_norm.hpp"
 #include "attn/layers/mlp_block.hpp"
+#include "attn/layers/mobile_mqa.hpp"
 #include "attn/layers/multi_head.hpp"
 #include "attn/layers/multi_head_positional_embedding.hpp"
 #include "attn/layers/multi_head_relative_positional_embedding.hpp"
+#include "attn/layers/non_local.hpp"
 #include "attn/layers/perceiver.hpp"
 #include "attn/layers/positional_embedding.hpp"
 #include "attn/layers/positional_encoding_fourier.hpp"
@@ -39,6 +41,7 @@
 #include "attn/layers/self_attention.hpp"
 #include "attn/layers/shared_weights_cross.hpp"
 #include "attn/layers/spatial.hpp"
+#include "attn/layers/window.hpp"
 
 namespace attn {
 
@@ -69,6 +72,10 @@ using Registry = LayerTypes<
     SharedWeightsCrossAttention,     // shared_weights_cross
     AnchorAttention,        // anchor
     PerceiverAttention,      // perceiver
+    // the vision layers of the reference registry
+    MobileMQA,              // mobile_mqa
+    NonLocalAttention,      // non_local
+    WindowAttention,         // window
     // the basic blocks of KCAM's common_layers (spec kcam_attention_layers.md §3)
     ActivationByName,       // activation_by_name
     AntiAliasDownsample,    // anti_alias_downsample

@@ -214,7 +214,8 @@ TEMPLATE_LIST_TEST_CASE("contract: a weight resized through parameters() is a We
     {
       auto bad = good;
       auto& b = bad.parameters()[i];
-      b.shape.back() += 1;
+      if (b.shape.empty()) b.shape.push_back(2);  // a scalar weight (shape []) becomes [2]
+      else b.shape.back() += 1;
       b.data.resize(static_cast<std::size_t>(attn::shape_size(b.shape)));
       REQUIRE_THROWS_MATCHES(bad.forward(inputs), attn::WeightsError,
                              Catch::Matchers::Message(fmt::format(

@@ -34,7 +34,7 @@ def write_safetensors(path, tensors, metadata):
     blobs = []
     offset = 0
     for name, array in tensors.items():
-        array = np.ascontiguousarray(array).reshape(np.shape(array))  # ascontiguousarray makes 0-d arrays 1-d
+        array = np.ascontiguousarray(array).reshape(np.shape(array))  # keeps 0-d (scalar weights) 0-d
         if array.dtype == np.float32:
             code, raw = "F32", array.astype("<f4").tobytes()
         elif array.dtype == np.float64:
