@@ -72,7 +72,7 @@ TEST_CASE("context_attention: hand-computed case", "[context_attention]") {
   REQUIRE(r.output(1, 1) == Approx(3.0).epsilon(1e-14));  // 8·0.5 − 1
 }
 
-TEST_CASE("context_attention: equals the loop oracle; sequences; the one-hot door equals the ids",
+TEST_CASE("context_attention: equals the loop oracle, on sequences too, and the one-hot door equals the ids",
           "[context_attention]") {
   L l({.num_contexts = 4, .input_dim = 5, .output_dim = 3}, 6);
   l.parameters()[2].data = {0.1, -0.2, 0.3};
