@@ -19,12 +19,15 @@ done
 case ${1:-} in
   configured)
     targets=$(ninja -C "$bld" -t targets all)
-    for target in attn_tests readme_quickstart quickstart weights attn_header_check; do
+    for target in attn_tests attn_layers attn_cli readme_quickstart quickstart weights attn_header_check; do
       grep -q "^$target:" <<<"$targets" || fail "no build target '$target'"
     done
     # the whole suite, not a subset left in the cache: every test file is compiled into attn_tests
     only=$(sed -n 's/^ATTN_TEST_ONLY:[A-Z]*=//p' "$bld/CMakeCache.txt")
     [ -z "$only" ] || fail "ATTN_TEST_ONLY is '$only' after the test command's configure"
+    # the suite's programs link the precompiled layer types, whatever the quick-start's configure cached
+    pre=$(sed -n 's/^ATTN_PRECOMPILED_LAYERS:[A-Z]*=//p' "$bld/CMakeCache.txt")
+    [ "$pre" = ON ] || fail "ATTN_PRECOMPILED_LAYERS is '$pre' after the test command's configure"
     for f in tests/{core,ops,io,layers}/test_*.cpp; do
       grep -q "attn_tests.dir/${f#tests/}.o:" "$bld/build.ninja" || fail "$f is not compiled into attn_tests"
     done

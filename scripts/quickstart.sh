@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "${1:-}" = "--configure-only" ] || bash scripts/deps.sh
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DATTN_BUILD_TESTS=OFF -DATTN_BUILD_EXAMPLES=ON \
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DATTN_BUILD_TESTS=OFF -DATTN_BUILD_EXAMPLES=ON -DATTN_PRECOMPILED_LAYERS=OFF \
   -DATTN_HEADER_CHECK=OFF
 [ "${1:-}" = "--configure-only" ] && exit 0
 cmake --build build --target quickstart

@@ -20,7 +20,7 @@ for arg in "$@"; do
     *) echo "usage: bash scripts/test.sh [--sanitize] [--configure-only]" >&2; exit 2 ;;
   esac
 done
-suite=(-DATTN_BUILD_TESTS=ON -DATTN_BUILD_EXAMPLES=ON -DATTN_BUILD_CLI=ON -DATTN_TEST_ONLY=)
+suite=(-DATTN_BUILD_TESTS=ON -DATTN_BUILD_EXAMPLES=ON -DATTN_BUILD_CLI=ON -DATTN_PRECOMPILED_LAYERS=ON -DATTN_TEST_ONLY=)
 if [ $sanitize = 1 ]; then
   [ $configure_only = 1 ] || bash scripts/deps.sh clang
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
