@@ -320,7 +320,8 @@ std::string io_signature(std::string_view type) {
     std::vector<std::string> ins;
     // small primes (a layer may bound a sequence length), none equal to a feature extent
     std::vector<Index> probes;
-    for (Index p : {7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47})
+    // (spread out, so that a strided or pooled extent does not land on another probe)
+    for (Index p : {17, 23, 29, 37, 41, 43, 47, 53, 59, 61, 67, 71})
       if (std::none_of(shapes.begin(), shapes.end(), [&](const Shape& s) { return !s.empty() && s.back() == p; }))
         probes.push_back(p);
     std::size_t next_probe = 0;
@@ -339,7 +340,19 @@ std::string io_signature(std::string_view type) {
       }
       ins.push_back(fmt::format("[{}]", fmt::join(parts, ", ")));
     }
-    const Shape out = layer.output_shape(shapes);
+    Shape out;
+    try {
+      out = layer.output_shape(shapes);
+    } catch (const attn::Error&) {
+      // extents the config fixes (a window's w² tokens, an embedding's input_shape, split sizes): the
+      // type's own example shapes, in numbers
+      const std::vector<Shape> example = L::example_input_shapes(layer.template target<L>()->config());
+      const Shape example_out = layer.output_shape(example);
+      std::vector<std::string> in_parts;
+      for (const Shape& e : example) in_parts.push_back(fmt::format("[{}]", fmt::join(e, ", ")));
+      result = fmt::format("{} -> [{}]", fmt::join(in_parts, ", "), fmt::join(example_out, ", "));
+      return;
+    }
     std::vector<std::string> parts;
     for (Index e : out) {
       auto it = std::find_if(known.begin(), known.end(), [&](const auto& k) { return k.first == e; });

@@ -563,13 +563,17 @@ TEST_CASE("param: info describes every kind", "[param]") {
 
 TEST_CASE("param: every registered type's rows have a known kind and valid examples", "[param]") {
   const Json info = attn::get_attention_info();
-  const std::vector<std::string> kinds{"int",       "float",         "bool",     "choice",     "enum",
-                                       "size2",     "int_or_null",   "float_or_null", "int_list",
-                                       "float_list", "config",       "training_only"};
+  // the kinds of core/param.hpp and those the basic blocks add (layers/detail/blocks_common.hpp)
+  const std::vector<std::string> kinds{"int",        "float",  "bool",          "choice",     "enum",
+                                       "size2",      "int_list", "float_list",  "config",     "training_only",
+                                       "activation", "activation_pair", "axis", "padding"};
   for (const auto& [type, e] : info.items()) {
     for (const auto& [name, p] : e.at("parameters").items()) {
       INFO(type << "." << name);
-      REQUIRE(std::find(kinds.begin(), kinds.end(), p.at("kind").get<std::string>()) != kinds.end());
+      // a kind, or an optional one ("<kind>_or_null")
+      std::string kind = p.at("kind").get<std::string>();
+      if (kind.ends_with("_or_null")) kind.resize(kind.size() - std::string_view("_or_null").size());
+      REQUIRE(std::find(kinds.begin(), kinds.end(), kind) != kinds.end());
       REQUIRE(p.contains(p.at("required").get<bool>() ? "example" : "default"));
     }
     // each required example alone (with the others) validates
