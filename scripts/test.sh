@@ -26,7 +26,8 @@ suite=(-DATTN_BUILD_TESTS=ON -DATTN_BUILD_EXAMPLES=ON -DATTN_BUILD_CLI=ON -DATTN
 if [ $sanitize = 1 ]; then
   [ $configure_only = 1 ] || bash scripts/deps.sh clang
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-gline-tables-only -DCMAKE_CXX_COMPILER=clang++ \
-    -DCMAKE_CXX_FLAGS="-O1" -DATTN_SANITIZE=ON "${suite[@]}" -DATTN_HEADER_CHECK=OFF
+    -DCMAKE_CXX_FLAGS="-O1" -DATTN_SANITIZE=ON "${suite[@]}" -DATTN_HEADER_CHECK=OFF \
+    -DATTN_BUILD_EXAMPLES=OFF -DATTN_BUILD_CLI=OFF
   [ $configure_only = 1 ] && exit 0
   cmake --build build-asan -j "$jobs"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
