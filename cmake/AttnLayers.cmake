@@ -44,8 +44,13 @@ function(attn_layers_library)
   endforeach()
   # The factory per scalar (the two compile in parallel), with every type's instance declared extern.
   foreach(scalar float double)
+    # factory_float.cpp also holds the registry-wide config checks and info (factory.hpp)
+    set(definitions "")
+    if(scalar STREQUAL "float")
+      set(definitions "#define ATTN_FACTORY_DEFINITIONS\n")
+    endif()
     file(CONFIGURE OUTPUT ${dir}/factory_${scalar}.cpp CONTENT
-         "${note}#include <attn/factory.hpp>\n\n${externs}\nATTN_FACTORY_INSTANCES(, ${scalar})\n")
+         "${note}${definitions}#include <attn/factory.hpp>\n\n${externs}\nATTN_FACTORY_INSTANCES(, ${scalar})\n")
     list(APPEND sources ${dir}/factory_${scalar}.cpp)
   endforeach()
   # The shared operators (kernel tables, products, the attention core), declared extern by their headers

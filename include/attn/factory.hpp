@@ -73,9 +73,33 @@ Json training_only_values(const Json& params) {
 
 }  // namespace detail
 
+// The three registry-wide functions below walk every registered type's parameter table, so their code
+// grows with the registry. Under ATTN_PRECOMPILED_LAYERS a translation unit sees only their declarations:
+// attn::layers compiles them once (its factory TU defines ATTN_FACTORY_DEFINITIONS before including this
+// header). Without CMake, define ATTN_FACTORY_DEFINITIONS in the one file that compiles
+// ATTN_FACTORY_INSTANCES(, float).
+#if defined(ATTN_PRECOMPILED_LAYERS) && !defined(ATTN_FACTORY_DEFINITIONS)
+
 /// Every problem of a configuration, in the documented order (unknown type; unknown parameters;
 /// missing required; wrong JSON kinds; ranges; cross-field rules). Never throws.
-inline Problems check_attention_config(std::string_view type, const Json& params = Json::object()) {
+Problems check_attention_config(std::string_view type, const Json& params = Json::object());
+
+/// Throws ConfigError with the first problem of the configuration (the reference's wording).
+void validate_attention_config(std::string_view type, const Json& params = Json::object());
+
+/// JSON describing every registered type (see the definition below for its contents).
+Json get_attention_info();
+
+#else
+#ifdef ATTN_FACTORY_DEFINITIONS
+#define ATTN_FACTORY_LINKAGE
+#else
+#define ATTN_FACTORY_LINKAGE inline
+#endif
+
+/// Every problem of a configuration, in the documented order (unknown type; unknown parameters;
+/// missing required; wrong JSON kinds; ranges; cross-field rules). Never throws.
+ATTN_FACTORY_LINKAGE Problems check_attention_config(std::string_view type, const Json& params = Json::object()) {
   Problems problems;
   if (!is_attention_type(type)) {
     problems.push_back({"", detail::unknown_type_message(type)});
@@ -89,7 +113,7 @@ inline Problems check_attention_config(std::string_view type, const Json& params
 }
 
 /// Throws ConfigError with the first problem of the configuration (the reference's wording).
-inline void validate_attention_config(std::string_view type, const Json& params = Json::object()) {
+ATTN_FACTORY_LINKAGE void validate_attention_config(std::string_view type, const Json& params = Json::object()) {
   const Problems p = check_attention_config(type, params);
   if (!p.empty()) throw ConfigError(p.front().message, std::string(type), p.front().parameter);
 }
@@ -98,7 +122,7 @@ inline void validate_attention_config(std::string_view type, const Json& params 
 /// required_params, optional_params (with defaults), parameters (per parameter: kind, required,
 /// default or example, range and bounds, odd, choices, list length, a nested config's parameters,
 /// wording, doc: see config_info in core/param.hpp) and input_ranks. A fresh value each call.
-inline Json get_attention_info() {
+ATTN_FACTORY_LINKAGE Json get_attention_info() {
   Json info = Json::object();
   for (auto type : attention_type_names) {
     visit_layer<float>(type, [&]<class L>() {
@@ -109,6 +133,9 @@ inline Json get_attention_info() {
   }
   return info;
 }
+
+#undef ATTN_FACTORY_LINKAGE
+#endif
 
 /// Builds a layer of `type` from JSON parameters. Weights are drawn from `seed`.
 /// On failure: ConfigError with the reference's wrapped message
