@@ -3,9 +3,9 @@
 #   bash scripts/test.sh              g++, Release (build dir build)
 #   bash scripts/test.sh --sanitize   clang++, AddressSanitizer + UBSan (build dir build-asan); without
 #                                     the consumer builds and the whole-binary reruns per SIMD level (the
-#                                     kernel and core tests still cover every level); -O1 with line
-#                                     tables only (file:line in reports, without full debug info's
-#                                     compile time)
+#                                     kernel and core tests still cover every level); the library
+#                                     code -O1, the test files -O0, with line tables only (file:line in
+#                                     reports, without full debug info's compile time)
 #   --configure-only                  configure as above and stop (CI checks the result, .ci/check_suite.sh)
 # Every option the suite depends on is set on the command line, so whatever an earlier configure of
 # the same build dir left in its cache (the quick-start's ATTN_BUILD_TESTS=OFF, an ATTN_TEST_ONLY
@@ -26,7 +26,7 @@ suite=(-DATTN_BUILD_TESTS=ON -DATTN_BUILD_EXAMPLES=ON -DATTN_BUILD_CLI=ON -DATTN
 if [ $sanitize = 1 ]; then
   [ $configure_only = 1 ] || bash scripts/deps.sh clang
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-gline-tables-only -DCMAKE_CXX_COMPILER=clang++ \
-    -DCMAKE_CXX_FLAGS="-O1" -DATTN_SANITIZE=ON "${suite[@]}" -DATTN_HEADER_CHECK=OFF \
+    -DCMAKE_CXX_FLAGS="-O1" -DATTN_TESTS_OPTIMIZE=-O0 -DATTN_SANITIZE=ON "${suite[@]}" -DATTN_HEADER_CHECK=OFF \
     -DATTN_BUILD_EXAMPLES=OFF -DATTN_BUILD_CLI=OFF
   [ $configure_only = 1 ] && exit 0
   cmake --build build-asan -j "$jobs"
@@ -34,7 +34,7 @@ if [ $sanitize = 1 ]; then
     ctest --no-tests=error --test-dir build-asan --output-on-failure -j "$jobs" -E '^(consumer_|attn_tests_simd_)'
 else
   [ $configure_only = 1 ] || bash scripts/deps.sh
-  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "${suite[@]}" -DATTN_HEADER_CHECK=ON
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "${suite[@]}" -DATTN_TESTS_OPTIMIZE= -DATTN_HEADER_CHECK=ON
   [ $configure_only = 1 ] && exit 0
   cmake --build build -j "$jobs"
   ctest --no-tests=error --test-dir build --output-on-failure -j "$jobs"
