@@ -32,6 +32,7 @@
 #include "attn/layers/multi_head.hpp"
 #include "attn/layers/multi_head_positional_embedding.hpp"
 #include "attn/layers/multi_head_relative_positional_embedding.hpp"
+#include "attn/layers/multi_head_relative_positional_kernel_bias.hpp"
 #include "attn/layers/non_local.hpp"
 #include "attn/layers/perceiver.hpp"
 #include "attn/layers/positional_embedding.hpp"
@@ -93,6 +94,7 @@ using Registry = LayerTypes<
     PositionalEmbedding,                   // positional_embedding
     PositionalEncodingFourier,             // positional_encoding_fourier
     RelativePositionalEmbedding,            // relative_positional_embedding
+    MultiHeadRelativePositionalKernelBias,  // multi_head_relative_positional_kernel_bias
     // beyond the reference registry: the network of the seed notes
     ContextAttention                 // context_attention
 >;
