@@ -28,6 +28,7 @@
 #include "attn/layers/hopfield.hpp"
 #include "attn/layers/layer_norm.hpp"
 #include "attn/layers/mlp_block.hpp"
+#include "attn/layers/mlp_pairwise_positional_embedding.hpp"
 #include "attn/layers/mobile_mqa.hpp"
 #include "attn/layers/multi_head.hpp"
 #include "attn/layers/multi_head_positional_embedding.hpp"
@@ -95,6 +96,7 @@ using Registry = LayerTypes<
     PositionalEncodingFourier,             // positional_encoding_fourier
     RelativePositionalEmbedding,            // relative_positional_embedding
     MultiHeadRelativePositionalKernelBias,  // multi_head_relative_positional_kernel_bias
+    MlpPairwisePositionalEmbedding,         // mlp_pairwise_positional_embedding
     // beyond the reference registry: the network of the seed notes
     ContextAttention                 // context_attention
 >;
