@@ -21,6 +21,7 @@
 #include "attn/layers/context_attention.hpp"
 #include "attn/layers/conv2d_no_bias.hpp"
 #include "attn/layers/conv_positional_encoding.hpp"
+#include "attn/layers/conv_relative_positional_encoding.hpp"
 #include "attn/layers/cross_attention.hpp"
 #include "attn/layers/differential.hpp"
 #include "attn/layers/drop_block.hpp"
@@ -99,6 +100,7 @@ using Registry = LayerTypes<
     MultiHeadRelativePositionalKernelBias,  // multi_head_relative_positional_kernel_bias
     MlpPairwisePositionalEmbedding,         // mlp_pairwise_positional_embedding
     ConvPositionalEncoding,                 // conv_positional_encoding
+    ConvRelativePositionalEncoding,         // conv_relative_positional_encoding
     // beyond the reference registry: the network of the seed notes
     ContextAttention                 // context_attention
 >;
