@@ -157,9 +157,12 @@ TEST_CASE("mlp_pairwise_positional_embedding: padding tokens, validation and sha
   REQUIRE_THROWS_WITH(MP({.input_shape = {10, 4}, .attn_height = 3, .use_absolute_pos = true}),
                       "the 10 tokens do not form a grid 3x3");
   REQUIRE_THROWS_AS(MP({.input_shape = {1, 4, 4}, .attn_width = 0}), attn::ConfigError);
-  REQUIRE_THROWS_AS(attn::create_attention_layer<double>("mlp_pairwise_positional_embedding",
-                                                         {{"input_shape", {1, 4, 4}}, {"relative_index", "rows"}}),
-                    attn::ConfigError);
+  const auto problems = attn::check_attention_config("mlp_pairwise_positional_embedding",
+                                                     {{"input_shape", {1, 4, 4}}, {"relative_index", "rows"}});
+  REQUIRE(problems.size() == 1);
+  REQUIRE(problems[0].message ==
+          "Parameter 'relative_index' of 'mlp_pairwise_positional_embedding' must be one of ['reference', 'raster'], "
+          "got 'rows'");
   const MP layer({.input_shape = {2, 9, 9}, .hidden_dim = 4});
   REQUIRE_THROWS_WITH(layer.forward(random_tensor<double, 4>({2, 2, 9, 8}, 1)),
                       "mlp_pairwise_positional_embedding: x must have shape [*, 2, 9, 9] (scores [B, heads, N, N] of "

@@ -66,9 +66,9 @@ TEST_CASE("multi_head_relative_positional_kernel_bias: index is the offset withi
 TEST_CASE("multi_head_relative_positional_kernel_bias: weight, upstream shapes, forward broadcast",
           "[multi_head_relative_positional_kernel_bias]") {
   // upstream [2, 29*29, 8, 3, 25] and (input_height 19, heads first) [2, 8, 19*29, 25]
-  const auto a = attn::create_attention_layer<double>("multi_head_relative_positional_kernel_bias",
-                                                      {{"input_shape", {841, 8, 3, 25}}});
-  REQUIRE(a.output_shape(std::vector<Shape>{{2, 841, 8, 3, 25}}) == Shape{2, 841, 8, 3, 25});
+  const KB a({.input_shape = {841, 8, 3, 25}});
+  REQUIRE(a.grid() == std::pair<Index, Index>{29, 29});
+  REQUIRE(a.output_shape({2, 841, 8, 3, 25}) == Shape{2, 841, 8, 3, 25});
   const KB b({.input_shape = {8, 551, 25}, .input_height = 19, .is_heads_first = true});
   REQUIRE(b.grid() == std::pair<Index, Index>{19, 29});
   REQUIRE(b.forward(attn::Tensor<double, 4>(2, 8, 551, 25).setZero()).dimensions() ==
