@@ -20,6 +20,8 @@
 #include "attn/layers/channel_affine.hpp"
 #include "attn/layers/context_attention.hpp"
 #include "attn/layers/conv2d_no_bias.hpp"
+#include "attn/layers/conv_positional_encoding.hpp"
+#include "attn/layers/conv_relative_positional_encoding.hpp"
 #include "attn/layers/cross_attention.hpp"
 #include "attn/layers/differential.hpp"
 #include "attn/layers/drop_block.hpp"
@@ -28,10 +30,12 @@
 #include "attn/layers/hopfield.hpp"
 #include "attn/layers/layer_norm.hpp"
 #include "attn/layers/mlp_block.hpp"
+#include "attn/layers/mlp_pairwise_positional_embedding.hpp"
 #include "attn/layers/mobile_mqa.hpp"
 #include "attn/layers/multi_head.hpp"
 #include "attn/layers/multi_head_positional_embedding.hpp"
 #include "attn/layers/multi_head_relative_positional_embedding.hpp"
+#include "attn/layers/multi_head_relative_positional_kernel_bias.hpp"
 #include "attn/layers/non_local.hpp"
 #include "attn/layers/perceiver.hpp"
 #include "attn/layers/positional_embedding.hpp"
@@ -93,6 +97,10 @@ using Registry = LayerTypes<
     PositionalEmbedding,                   // positional_embedding
     PositionalEncodingFourier,             // positional_encoding_fourier
     RelativePositionalEmbedding,            // relative_positional_embedding
+    MultiHeadRelativePositionalKernelBias,  // multi_head_relative_positional_kernel_bias
+    MlpPairwisePositionalEmbedding,         // mlp_pairwise_positional_embedding
+    ConvPositionalEncoding,                 // conv_positional_encoding
+    ConvRelativePositionalEncoding,         // conv_relative_positional_encoding
     // beyond the reference registry: the network of the seed notes
     ContextAttention                 // context_attention
 >;

@@ -17,10 +17,22 @@
 ///   `relative_position_bias_table`, `heads_first = false`). An index outside [0, R) is a ShapeError
 ///   (the reference would misindex silently; spec errata §4.4).
 ///
-/// Errors: ConfigError for grid extents below 1 or num_keys outside [1, H·W] (naming `layer`);
-/// ShapeError as above.
+/// - nat_pad_bias(n, k, r) and nat_relative_position_index(H, W, k, r_h, r_w): NAT's
+///   `MultiHeadRelativePositionalKernelBias` index `[H·W, k²]` into the `(2k − 1)²` table (spec §4.5,
+///   Appendix B.3): `pad_bias(n, r) = [0]·r ++ … ++ [⌊k/2⌋ − 1]·r ++ [⌊k/2⌋]·(n − 2r⌊k/2⌋) ++ [⌊k/2⌋ + 1]·r ++ …
+///   ++ [k − 1]·r`, `J0[(y, x), a·k + b] = (bh[y] + a)·P + (bw[x] + b)` with `P = 2k − 1`, and the rows
+///   reversed: `J[n] = J0[N − 1 − n]` (as the reference builds it; equal to the offset of the `(a, b)`-th
+///   neighbour of NAT's clamped window, `((y' − y)/r_h + k − 1)·P + ((x' − x)/r_w + k − 1)`).
+/// - swin_v2_relative_coords_table(wh, ww, sy, sx): Swin-V2's log-spaced table `[(2wh − 1)(2ww − 1), 2]`
+///   (spec §4.7.a, Appendix B.5): row `(Δy + wh − 1)(2ww − 1) + (Δx + ww − 1)` holds
+///   `(sign(u)·log2(1 + |u|)/3, sign(v)·log2(1 + |v|)/3)`, `u = 8Δy/(sy − 1)`, `v = 8Δx/(sx − 1)`, in double.
+///
+/// Errors: ConfigError for grid extents below 1 or num_keys outside [1, H·W] (naming `layer`), for an
+/// even or non-positive NAT kernel, a dilation below 1 or an axis shorter than `2r⌊k/2⌋`, and for a
+/// Swin-V2 scale below 2 (the reference divides by zero); ShapeError as above.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string_view>
 #include <vector>
@@ -102,6 +114,60 @@ void gather_relative_bias(const T* table, Index heads, Index r, bool heads_first
       o[i] = heads_first ? table[h * r + v] : table[v * heads + h];
     }
   });
+}
+
+/// NAT's `pad_bias` sequence of length n for kernel k and dilation r (file comment); needs odd k and
+/// `n ≥ 2r⌊k/2⌋`.
+inline std::vector<Index> nat_pad_bias(Index n, Index k, Index r, std::string_view layer = "nat_pad_bias") {
+  const Index half = k / 2;
+  if (k < 1 || k % 2 == 0 || r < 1 || n < 2 * r * half)
+    throw ConfigError(fmt::format("{}: the neighbourhood of kernel {} with dilation {} needs an odd kernel, a "
+                                  "dilation of at least 1 and an axis of at least {} positions, got {}",
+                                  layer, k, r, 2 * r * half, n),
+                      std::string(layer), "input_shape");
+  std::vector<Index> out;
+  out.reserve(static_cast<std::size_t>(n));
+  for (Index v = 0; v < half; ++v) out.insert(out.end(), static_cast<std::size_t>(r), v);
+  out.insert(out.end(), static_cast<std::size_t>(n - 2 * r * half), half);
+  for (Index v = half + 1; v < k; ++v) out.insert(out.end(), static_cast<std::size_t>(r), v);
+  return out;
+}
+
+/// NAT's index `[H·W, k²]` (file comment).
+inline IndexTable nat_relative_position_index(Index h, Index w, Index k, Index rh, Index rw,
+                                              std::string_view layer = "nat_relative_position_index") {
+  detail::check_grid(layer, h, w);
+  const std::vector<Index> bh = nat_pad_bias(h, k, rh, layer), bw = nat_pad_bias(w, k, rw, layer);
+  const Index n = h * w, kk = k * k, p = 2 * k - 1;
+  IndexTable t{n, kk, std::vector<Index>(static_cast<std::size_t>(n * kk))};
+  for (Index i = 0; i < n; ++i) {
+    const Index src = n - 1 - i, y = src / w, x = src % w;
+    for (Index a = 0; a < k; ++a)
+      for (Index b = 0; b < k; ++b)
+        t.values[static_cast<std::size_t>(i * kk + a * k + b)] =
+            (bh[static_cast<std::size_t>(y)] + a) * p + (bw[static_cast<std::size_t>(x)] + b);
+  }
+  return t;
+}
+
+/// Swin-V2's log-spaced relative coordinates `[(2wh − 1)(2ww − 1), 2]`, row-major (file comment).
+inline std::vector<double> swin_v2_relative_coords_table(Index wh, Index ww, Index sy, Index sx,
+                                                         std::string_view layer = "swin_v2_relative_coords_table") {
+  detail::check_grid(layer, wh, ww);
+  if (sy < 2 || sx < 2)
+    throw ConfigError(fmt::format("{}: the coordinate scale (pos_scale or the window) must be at least 2 on both "
+                                  "axes (the reference divides by scale - 1), got ({}, {})",
+                                  layer, sy, sx),
+                      std::string(layer), "pos_scale");
+  const auto code = [](double u) { return (u > 0 ? 1.0 : u < 0 ? -1.0 : 0.0) * std::log2(1.0 + std::abs(u)) / 3.0; };
+  std::vector<double> t;
+  t.reserve(static_cast<std::size_t>((2 * wh - 1) * (2 * ww - 1) * 2));
+  for (Index dy = -wh + 1; dy < wh; ++dy)
+    for (Index dx = -ww + 1; dx < ww; ++dx) {
+      t.push_back(code(static_cast<double>(dy) * 8.0 / static_cast<double>(sy - 1)));
+      t.push_back(code(static_cast<double>(dx) * 8.0 / static_cast<double>(sx - 1)));
+    }
+  return t;
 }
 
 }  // namespace attn::ops

@@ -16,6 +16,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -86,6 +87,12 @@ inline void check_table(std::string_view layer, std::string_view what, const Sha
                    checked_shape_size(shape), elem_size, std::string(layer), "input_shape");
 }
 
+/// The grid (H, W) of the `n` image tokens that follow the class token(s) of a token input, for the
+/// CoaT convolutional encodings: `H = input_height` when positive, else `⌊sqrt(n)⌋`; `W = n / H`.
+/// Throws ShapeError (naming the layer, the argument and the counts) unless `H·W == n` with n ≥ 1 (the
+/// reference would silently drop the tokens that do not fill a row).
+inline std::pair<Index, Index> token_grid(std::string_view layer, std::string_view arg, Index n, int input_height);
+
 /// ⌊sqrt(n)⌋ exactly for the sizes of a layer (Python's `int(float(n) ** 0.5)` for these sizes).
 inline Index isqrt(Index n) {
   if (n <= 0) return 0;
@@ -93,6 +100,17 @@ inline Index isqrt(Index n) {
   while (r * r > n) --r;
   while ((r + 1) * (r + 1) <= n) ++r;
   return r;
+}
+
+inline std::pair<Index, Index> token_grid(std::string_view layer, std::string_view arg, Index n, int input_height) {
+  const Index h = input_height > 0 ? Index(input_height) : isqrt(n);
+  if (n < 1 || h < 1 || n % h != 0)
+    throw ShapeError(fmt::format("{}: {} must hold a class token and then H*W image tokens (H = {}); its {} image "
+                                 "tokens do not form a grid of height {}",
+                                 layer, arg, input_height > 0 ? fmt::format("input_height = {}", input_height)
+                                                              : std::string("floor(sqrt(N - 1))"),
+                                 n, h));
+  return {h, n / h};
 }
 
 }  // namespace detail::posemb
