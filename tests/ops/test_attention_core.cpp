@@ -535,6 +535,48 @@ TEMPLATE_TEST_CASE("attention core: GQA reads shared K/V heads in place (equals 
   }
 }
 
+TEMPLATE_TEST_CASE("attention core: a bias periodic over the batch equals its copy per item",
+                   "[attention_core]", float, double) {
+  using T = TestType;
+  // 6 batch items (windows of 2 images), a bias per window position: period 3
+  const Index B = 6, period = 3, Tq = 9, S = 9, Hq = 2, d = 4;
+  Heads<T> q(B, Tq, Hq, d, true), k(B, S, Hq, d, true), v(B, S, Hq, d, true);
+  q.fill(51);
+  k.fill(52);
+  v.fill(53);
+  MaskCase<T> periodic, copied;
+  set_bias(periodic, period * Hq * Tq * S, Hq * Tq * S, Tq * S, S, 54);
+  copied.bias.resize(static_cast<std::size_t>(B * Hq * Tq * S));
+  for (Index b = 0; b < B; ++b)
+    std::copy_n(periodic.bias.begin() + (b % period) * Hq * Tq * S, Hq * Tq * S,
+                copied.bias.begin() + b * Hq * Tq * S);
+  copied.bias_sb = Hq * Tq * S;
+  copied.bias_sh = Tq * S;
+  copied.bias_st = S;
+  auto pm = periodic.mask();
+  pm.bias_period = period;
+  Heads<T> o1(B, Tq, Hq, d, false), o2(B, Tq, Hq, d, false), o3(B, Tq, Hq, d, false);
+  std::vector<T> w1(static_cast<std::size_t>(B * Hq * Tq * S)), w2(w1.size());
+  ops::attention_core(q.view(), k.view(), v.view(), o1.out(), T(0.5), pm, w1.data());
+  ops::attention_core(q.view(), k.view(), v.view(), o2.out(), T(0.5), copied.mask(), w2.data());
+  REQUIRE(o1.packed() == o2.packed());
+  REQUIRE(w1 == w2);
+  // the reference path reads it the same way
+  ops::attention_reference(q.view(), k.view(), v.view(), o3.out(), T(0.5), pm);
+  const auto got = o1.packed(), want = o3.packed();
+  const auto c = compare(got.data(), want.data(), {B, Tq, Hq, d}, rtol<T>(), atol<T>());
+  INFO(c.report);
+  REQUIRE(c.ok);
+  // the period is honoured: reading one bias for every item gives another result
+  REQUIRE_FALSE(o1.packed() == [&] {
+    auto m = periodic.mask();
+    m.bias_sb = 0;  // every item reads item 0's bias
+    Heads<T> o(B, Tq, Hq, d, false);
+    ops::attention_core(q.view(), k.view(), v.view(), o.out(), T(0.5), m);
+    return o.packed();
+  }());
+}
+
 TEMPLATE_TEST_CASE("attention core: fully masked key blocks are skipped, not computed", "[attention_core]",
                    float, double) {
   using T = TestType;

@@ -196,7 +196,8 @@ struct WindowCompute {
     const T scale = static_cast<T>(c.qk_scale ? *c.qk_scale : 1.0 / std::sqrt(double(d)));
     ops::AttentionMask<T>& core = bound.core;
     if (wmask != nullptr) {
-      // bias[w, h] = table bias[h] + mask[w]; one core call per image (nW windows), bias read per window
+      // bias[w, h] = table bias[h] + mask[w], read by window b' as that of b' mod nW: one core call
+      // for every window of every image
       T* bias = scratch.get<T>(nW * H * NN);
       gather_bias(bias);
       for (Index w = nW - 1; w >= 0; --w)
@@ -210,14 +211,10 @@ struct WindowCompute {
       core.bias_sb = H * NN;
       core.bias_sh = NN;
       core.bias_st = N;
-      for (Index img = 0; img < Bw / nW; ++img) {
-        const Index off = img * nW * N;
-        ops::attention(ops::heads_of<T>(qkv + off * 3 * C, nW, N, H, d, 3 * C),
-                       ops::heads_of<T>(qkv + off * 3 * C + C, nW, N, H, d, 3 * C),
-                       ops::heads_of<T>(qkv + off * 3 * C + 2 * C, nW, N, H, d, 3 * C),
-                       ops::heads_out<T>(ctx + off * C, nW, N, H, d, C), scale, core,
-                       weights ? weights->data() + img * nW * H * NN : nullptr);
-      }
+      core.bias_period = nW;
+      ops::attention(ops::heads_of<T>(qkv, Bw, N, H, d, 3 * C), ops::heads_of<T>(qkv + C, Bw, N, H, d, 3 * C),
+                     ops::heads_of<T>(qkv + 2 * C, Bw, N, H, d, 3 * C), ops::heads_out<T>(ctx, Bw, N, H, d, C), scale,
+                     core, weights ? weights->data() : nullptr);
     } else {
       const bool user_bias = core.bias != nullptr;
       T* bias = scratch.get<T>((user_bias ? Bw : 1) * H * NN);

@@ -8,7 +8,9 @@
 /// written in place); query head h reads K/V head h / (Hq / Hkv) (GQA/MQA without copies). The mask
 /// contract: causal is bottom-right aligned (query i sees key j iff j <= i + S - T); key_lengths[b]
 /// (clamped to [0, S]) masks keys j >= key_lengths[b]; `keep` is read through its strides (0
-/// broadcasts) with true = attend; `bias` is added to the scaled logits. A query row whose every key is
+/// broadcasts) with true = attend; `bias` is added to the scaled logits (read through its strides, and
+/// with `bias_period` > 0 item b reads item b mod bias_period's: Swin's windows of several images share
+/// one bias per window position). A query row whose every key is
 /// masked (or whose every logit is -inf through the bias) yields zeros, never NaN; a NaN or Inf in Q, K or
 /// V reaches exactly the rows that see it (see "Non-finite inputs" below).
 ///
@@ -133,7 +135,7 @@ private:
   [[nodiscard]] const T* bias_row(const Tile& t, Index i) const noexcept {
     return mask_.bias == nullptr
                ? nullptr
-               : mask_.bias + t.b * mask_.bias_sb + t.h * mask_.bias_sh + i * mask_.bias_st;
+               : mask_.bias + mask_.bias_item(t.b) * mask_.bias_sb + t.h * mask_.bias_sh + i * mask_.bias_st;
   }
 
   /// Whether the boolean mask keeps any visible key of the tile in [j0, j0 + cols).

@@ -52,7 +52,13 @@ struct AttentionMask {
   Index keep_sb = 0, keep_sh = 0, keep_st = 0;
   const T* bias = nullptr;  ///< [.., T, S] or null
   Index bias_sb = 0, bias_sh = 0, bias_st = 0;
+  /// > 0: batch item b reads the bias of item b mod bias_period. A batch of windows of several
+  /// images (Swin: nW windows per image) shares one bias per window position this way, without a
+  /// copy per image.
+  Index bias_period = 0;
 
+  /// The batch index whose bias item b reads (see bias_period).
+  [[nodiscard]] Index bias_item(Index b) const noexcept { return bias_period > 0 ? b % bias_period : b; }
   [[nodiscard]] bool any() const noexcept {
     return causal || key_lengths != nullptr || keep != nullptr || bias != nullptr;
   }

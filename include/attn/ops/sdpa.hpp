@@ -50,7 +50,7 @@ void attention_reference(const HeadsView<T>& q, const HeadsView<T>& k, const Hea
       for (Index i = 0; i < Tq; ++i) {
         const bool* keep = mask.keep ? mask.keep + b * mask.keep_sb + h * mask.keep_sh + i * mask.keep_st
                                      : nullptr;
-        const T* bias = mask.bias ? mask.bias + b * mask.bias_sb + h * mask.bias_sh + i * mask.bias_st
+        const T* bias = mask.bias ? mask.bias + mask.bias_item(b) * mask.bias_sb + h * mask.bias_sh + i * mask.bias_st
                                   : nullptr;
         const Index causal_end = mask.causal ? std::clamp<Index>(i + (S - Tq) + 1, 0, S) : S;
         T row_max = neg_inf;
