@@ -32,6 +32,7 @@
 #include "attn/layers/multi_head.hpp"
 #include "attn/layers/multi_head_positional_embedding.hpp"
 #include "attn/layers/multi_head_relative_positional_embedding.hpp"
+#include "attn/layers/multi_head_self_attention.hpp"
 #include "attn/layers/non_local.hpp"
 #include "attn/layers/perceiver.hpp"
 #include "attn/layers/positional_embedding.hpp"
@@ -94,7 +95,9 @@ using Registry = LayerTypes<
     PositionalEncodingFourier,             // positional_encoding_fourier
     RelativePositionalEmbedding,            // relative_positional_embedding
     // beyond the reference registry: the network of the seed notes
-    ContextAttention                 // context_attention
+    ContextAttention,                // context_attention
+    // the global attention blocks of KCAM (spec kcam_attention_layers.md §5), in the order of their issue
+    MultiHeadSelfAttention                       // multi_head_self_attention
 >;
 // clang-format on
 
