@@ -21,6 +21,7 @@
 #include "attn/layers/context_attention.hpp"
 #include "attn/layers/conv2d_no_bias.hpp"
 #include "attn/layers/cross_attention.hpp"
+#include "attn/layers/cross_covariance_attention.hpp"
 #include "attn/layers/differential.hpp"
 #include "attn/layers/drop_block.hpp"
 #include "attn/layers/fnet.hpp"
@@ -97,7 +98,8 @@ using Registry = LayerTypes<
     // beyond the reference registry: the network of the seed notes
     ContextAttention,                // context_attention
     // the global attention blocks of KCAM (spec kcam_attention_layers.md §5), in the order of their issue
-    MultiHeadSelfAttention                       // multi_head_self_attention
+    MultiHeadSelfAttention,                      // multi_head_self_attention
+    CrossCovarianceAttention                     // cross_covariance_attention
 >;
 // clang-format on
 
