@@ -34,6 +34,7 @@
 #include "attn/layers/multi_head_positional_embedding.hpp"
 #include "attn/layers/multi_head_relative_positional_embedding.hpp"
 #include "attn/layers/multi_head_self_attention.hpp"
+#include "attn/layers/multi_head_self_attention_channel.hpp"
 #include "attn/layers/non_local.hpp"
 #include "attn/layers/perceiver.hpp"
 #include "attn/layers/positional_embedding.hpp"
@@ -99,7 +100,8 @@ using Registry = LayerTypes<
     ContextAttention,                // context_attention
     // the global attention blocks of KCAM (spec kcam_attention_layers.md §5), in the order of their issue
     MultiHeadSelfAttention,                      // multi_head_self_attention
-    CrossCovarianceAttention                     // cross_covariance_attention
+    CrossCovarianceAttention,                    // cross_covariance_attention
+    MultiHeadSelfAttentionChannel                // multi_head_self_attention_channel
 >;
 // clang-format on
 
