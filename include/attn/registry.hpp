@@ -28,6 +28,7 @@
 #include "attn/layers/group_query.hpp"
 #include "attn/layers/hopfield.hpp"
 #include "attn/layers/layer_norm.hpp"
+#include "attn/layers/mhsa_with_relative_position_embedding.hpp"
 #include "attn/layers/mlp_block.hpp"
 #include "attn/layers/mobile_mqa.hpp"
 #include "attn/layers/multi_head.hpp"
@@ -101,7 +102,8 @@ using Registry = LayerTypes<
     // the global attention blocks of KCAM (spec kcam_attention_layers.md §5), in the order of their issue
     MultiHeadSelfAttention,                      // multi_head_self_attention
     CrossCovarianceAttention,                    // cross_covariance_attention
-    MultiHeadSelfAttentionChannel                // multi_head_self_attention_channel
+    MultiHeadSelfAttentionChannel,               // multi_head_self_attention_channel
+    MhsaWithRelativePositionEmbedding            // mhsa_with_relative_position_embedding
 >;
 // clang-format on
 
