@@ -28,6 +28,7 @@
 #include "attn/layers/group_query.hpp"
 #include "attn/layers/hopfield.hpp"
 #include "attn/layers/layer_norm.hpp"
+#include "attn/layers/mhsa_with_multi_head_relative_position_embedding.hpp"
 #include "attn/layers/mhsa_with_relative_position_embedding.hpp"
 #include "attn/layers/mlp_block.hpp"
 #include "attn/layers/mobile_mqa.hpp"
@@ -103,7 +104,8 @@ using Registry = LayerTypes<
     MultiHeadSelfAttention,                      // multi_head_self_attention
     CrossCovarianceAttention,                    // cross_covariance_attention
     MultiHeadSelfAttentionChannel,               // multi_head_self_attention_channel
-    MhsaWithRelativePositionEmbedding            // mhsa_with_relative_position_embedding
+    MhsaWithRelativePositionEmbedding,           // mhsa_with_relative_position_embedding
+    MhsaWithMultiHeadRelativePositionEmbedding   // mhsa_with_multi_head_relative_position_embedding
 >;
 // clang-format on
 
