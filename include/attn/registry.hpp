@@ -28,6 +28,8 @@
 #include "attn/layers/group_query.hpp"
 #include "attn/layers/hopfield.hpp"
 #include "attn/layers/layer_norm.hpp"
+#include "attn/layers/mhsa_with_multi_head_position.hpp"
+#include "attn/layers/mhsa_with_multi_head_position_and_strides.hpp"
 #include "attn/layers/mhsa_with_multi_head_relative_position_embedding.hpp"
 #include "attn/layers/mhsa_with_relative_position_embedding.hpp"
 #include "attn/layers/mlp_block.hpp"
@@ -105,7 +107,9 @@ using Registry = LayerTypes<
     CrossCovarianceAttention,                    // cross_covariance_attention
     MultiHeadSelfAttentionChannel,               // multi_head_self_attention_channel
     MhsaWithRelativePositionEmbedding,           // mhsa_with_relative_position_embedding
-    MhsaWithMultiHeadRelativePositionEmbedding   // mhsa_with_multi_head_relative_position_embedding
+    MhsaWithMultiHeadRelativePositionEmbedding,  // mhsa_with_multi_head_relative_position_embedding
+    MhsaWithMultiHeadPosition,                   // mhsa_with_multi_head_position
+    MhsaWithMultiHeadPositionAndStrides          // mhsa_with_multi_head_position_and_strides
 >;
 // clang-format on
 
