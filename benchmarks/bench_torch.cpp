@@ -1,5 +1,7 @@
 // The libtorch sibling of bench_attention.cpp: torch::nn::MultiheadAttention (E = 512, 8 heads, no bias,
-// need_weights = false, inference mode) on the same shapes and with the same work count.
+// need_weights = false, inference mode) on the same shapes and with the same work count; also the
+// libtorch side of bench_vision_layers.cpp (Swin's window attention) and of bench_global_blocks.cpp (the
+// global attention blocks, BM_torch_global/<block>).
 //
 //   attn_bench_torch [google-benchmark flags]
 //   attn_bench_torch --peak torch B L causal [threads]     one forward, for /usr/bin/time -v
@@ -9,10 +11,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <limits>
+#include <vector>
 
 #include <torch/torch.h>
 
 #include "bench_common.hpp"
+#include "bench_global_blocks.hpp"
 
 namespace {
 
@@ -129,6 +133,130 @@ BENCHMARK(BM_torch_swin_window)
     ->Args({1, 2})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
+
+/// The global attention blocks of bench_global_blocks.cpp, computed the way their reference code does
+/// with libtorch operators (B = 8, fp32): the projections as matmuls on [B·N, C], head split by
+/// view/permute, q·kᵀ (matmul), the block's position term, softmax, ·v, head merge, the output matmul.
+struct GlobalBlockProblem {
+  static constexpr std::int64_t B = attn_bench::kGlobalBatch;
+  attn_bench::GlobalBlock which;
+  torch::Tensor x, wqkv, bqkv, wout, bout, temp, rh, rw, table, index, wq, wkv, bn_scale_q, bn_shift_q, bn_scale_kv,
+      bn_shift_kv, bn_scale_o, bn_shift_o;
+  std::int64_t H = 0, W = 0, C = 0, h = 0, d = 0;
+
+  static torch::Tensor small(std::vector<std::int64_t> shape) { return (torch::rand(shape) * 2 - 1) * 0.05; }
+  /// The reference's rel_to_abs: [..., n, 2P - 1] -> [..., n, P].
+  static torch::Tensor rel_to_abs(const torch::Tensor& t, std::int64_t p) {
+    const auto n = t.size(-2);
+    auto sizes = t.sizes().vec();
+    sizes.pop_back();
+    sizes.back() = n * (2 * p - 1);
+    auto flat = t.reshape(sizes).narrow(-1, n - 1, n * (2 * p - 1) - n);
+    sizes.back() = n;
+    sizes.push_back(2 * p - 2);
+    return flat.reshape(sizes).narrow(-1, p - n, p);
+  }
+  explicit GlobalBlockProblem(attn_bench::GlobalBlock w) : which(w) {
+    using G = attn_bench::GlobalBlock;
+    torch::manual_seed(1);
+    switch (which) {
+      case G::xca: H = W = 28; C = 160; h = 4; break;
+      case G::botnet: H = W = 14; C = 1024; h = 4; break;
+      case G::coatnet: H = W = 14; C = 384; h = 12; break;
+      case G::levit_subsample: H = W = 14; C = 256; h = 16; break;
+    }
+    d = which == G::levit_subsample ? 16 : C / h;
+    x = torch::rand({B, H, W, C}) * 2 - 1;
+    const auto N = H * W;
+    if (which == G::levit_subsample) {
+      wq = small({C, h * d});
+      wkv = small({C, 5 * h * d});
+      wout = small({4 * h * d, 384});
+      bn_scale_q = 1 + small({h * d}), bn_shift_q = small({h * d});
+      bn_scale_kv = 1 + small({5 * h * d}), bn_shift_kv = small({5 * h * d});
+      bn_scale_o = 1 + small({384}), bn_shift_o = small({384});
+      table = small({N, h});
+      // LeViT's index: query grid 7x7 at stride 2, key grid 14x14
+      auto p = torch::arange(49).unsqueeze(1), m = torch::arange(N).unsqueeze(0);
+      index = ((m % 14 - 2 * (p % 7)).abs() + 14 * (m.div(14, "floor") - 2 * p.div(7, "floor")).abs()).flatten();
+      return;
+    }
+    wqkv = small({C, 3 * C});
+    if (which != G::botnet) wout = small({C, C});
+    if (which == G::xca) bqkv = small({3 * C}), bout = small({C}), temp = 1 + small({h, 1, 1});
+    if (which == G::botnet) rh = small({d, 2 * H - 1}), rw = small({d, 2 * W - 1});
+    if (which == G::coatnet) {
+      table = small({h, (2 * H - 1) * (2 * W - 1)});
+      auto p = torch::arange(N);
+      auto a = p % H, b = p.div(H, "floor");
+      index = ((a.unsqueeze(1) - a.unsqueeze(0) + H - 1) + (b.unsqueeze(1) - b.unsqueeze(0) + W - 1) * (2 * H - 1))
+                  .flatten();
+    }
+  }
+  torch::Tensor forward() {
+    using G = attn_bench::GlobalBlock;
+    const auto N = H * W;
+    const auto tokens = x.view({B * N, C});
+    if (which == G::levit_subsample) {
+      using torch::indexing::Slice;
+      const auto xq = x.index({Slice(), Slice(0, torch::indexing::None, 2), Slice(0, torch::indexing::None, 2)})
+                          .reshape({B * 49, C});
+      auto q = torch::matmul(xq, wq) * bn_scale_q + bn_shift_q;  // inference BatchNorm folded to scale, shift
+      auto kv = torch::matmul(tokens, wkv) * bn_scale_kv + bn_shift_kv;
+      q = q.view({B, 49, h, d}).permute({0, 2, 1, 3});
+      kv = kv.view({B, N, h, 5 * d}).permute({0, 2, 1, 3});
+      auto k = kv.narrow(-1, 0, d), v = kv.narrow(-1, d, 4 * d);
+      auto bias = table.index_select(0, index).view({49, N, h}).permute({2, 0, 1});
+      auto attn = torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(d))) + bias, -1);
+      auto y = torch::hardswish(torch::matmul(attn, v).permute({0, 2, 1, 3}).reshape({B * 49, 4 * h * d}));
+      return torch::matmul(y, wout) * bn_scale_o + bn_shift_o;
+    }
+    auto t = which == G::xca ? torch::addmm(bqkv, tokens, wqkv) : torch::matmul(tokens, wqkv);
+    t = t.view({B, N, 3, h, d});
+    if (which == G::xca) {
+      auto q = t.select(2, 0).permute({0, 2, 3, 1}), k = t.select(2, 1).permute({0, 2, 1, 3});
+      auto v = t.select(2, 2).permute({0, 2, 3, 1});
+      q = q / torch::sqrt(torch::clamp_min(q.pow(2).sum(-1, true), 1e-6));
+      k = k / torch::sqrt(torch::clamp_min(k.pow(2).sum(-2, true), 1e-6));
+      auto attn = torch::softmax(torch::matmul(q, k) * temp, -1);
+      auto y = torch::matmul(attn, v).permute({0, 3, 1, 2}).reshape({B * N, C});
+      return torch::addmm(bout, y, wout);
+    }
+    auto q = t.select(2, 0).permute({0, 2, 1, 3}), k = t.select(2, 1).permute({0, 2, 1, 3});
+    auto v = t.select(2, 2).permute({0, 2, 1, 3});
+    auto scores = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(d)));
+    if (which == G::botnet) {
+      auto q5 = q.reshape({B, h, H, W, d});
+      auto lw = rel_to_abs(torch::matmul(q5, rw), W);                                     // [B, h, H, W, W]
+      auto lh = rel_to_abs(torch::matmul(q5.transpose(2, 3), rh), H).transpose(2, 3);  // [B, h, H, W, H]
+      scores = scores + (lh.unsqueeze(-1) + lw.unsqueeze(-2)).reshape({B, h, N, N});
+    } else {
+      scores = scores + table.index_select(1, index).view({h, N, N});
+    }
+    auto y = torch::matmul(torch::softmax(scores, -1), v).permute({0, 2, 1, 3}).reshape({B * N, C});
+    return which == G::botnet ? y : torch::matmul(y, wout);
+  }
+};
+
+void BM_torch_global(benchmark::State& state, attn_bench::GlobalBlock which) {
+  set_threads(static_cast<int>(state.range(0)));
+  c10::InferenceMode guard;
+  GlobalBlockProblem p(which);
+  for (auto _ : state) {
+    auto y = p.forward();
+    benchmark::DoNotOptimize(y.data_ptr());
+  }
+  attn_bench::report(state, attn_bench::global_block_flops(which));
+}
+
+void global_threads(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"threads"})->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+
+BENCHMARK_CAPTURE(BM_torch_global, xca, attn_bench::GlobalBlock::xca)->Apply(global_threads);
+BENCHMARK_CAPTURE(BM_torch_global, botnet, attn_bench::GlobalBlock::botnet)->Apply(global_threads);
+BENCHMARK_CAPTURE(BM_torch_global, coatnet, attn_bench::GlobalBlock::coatnet)->Apply(global_threads);
+BENCHMARK_CAPTURE(BM_torch_global, levit_subsample, attn_bench::GlobalBlock::levit_subsample)->Apply(global_threads);
 
 int peak(const attn_bench::PeakArgs& a) {
   if (a.what != "torch") {

@@ -23,12 +23,17 @@
 #include "attn/layers/conv_positional_encoding.hpp"
 #include "attn/layers/conv_relative_positional_encoding.hpp"
 #include "attn/layers/cross_attention.hpp"
+#include "attn/layers/cross_covariance_attention.hpp"
 #include "attn/layers/differential.hpp"
 #include "attn/layers/drop_block.hpp"
 #include "attn/layers/fnet.hpp"
 #include "attn/layers/group_query.hpp"
 #include "attn/layers/hopfield.hpp"
 #include "attn/layers/layer_norm.hpp"
+#include "attn/layers/mhsa_with_multi_head_position.hpp"
+#include "attn/layers/mhsa_with_multi_head_position_and_strides.hpp"
+#include "attn/layers/mhsa_with_multi_head_relative_position_embedding.hpp"
+#include "attn/layers/mhsa_with_relative_position_embedding.hpp"
 #include "attn/layers/mlp_block.hpp"
 #include "attn/layers/mlp_pairwise_positional_embedding.hpp"
 #include "attn/layers/mobile_mqa.hpp"
@@ -36,6 +41,8 @@
 #include "attn/layers/multi_head_positional_embedding.hpp"
 #include "attn/layers/multi_head_relative_positional_embedding.hpp"
 #include "attn/layers/multi_head_relative_positional_kernel_bias.hpp"
+#include "attn/layers/multi_head_self_attention.hpp"
+#include "attn/layers/multi_head_self_attention_channel.hpp"
 #include "attn/layers/non_local.hpp"
 #include "attn/layers/perceiver.hpp"
 #include "attn/layers/positional_embedding.hpp"
@@ -102,7 +109,15 @@ using Registry = LayerTypes<
     ConvPositionalEncoding,                 // conv_positional_encoding
     ConvRelativePositionalEncoding,         // conv_relative_positional_encoding
     // beyond the reference registry: the network of the seed notes
-    ContextAttention                 // context_attention
+    ContextAttention,                // context_attention
+    // the global attention blocks of KCAM (spec kcam_attention_layers.md §5), in the order of their issue
+    MultiHeadSelfAttention,                      // multi_head_self_attention
+    CrossCovarianceAttention,                    // cross_covariance_attention
+    MultiHeadSelfAttentionChannel,               // multi_head_self_attention_channel
+    MhsaWithRelativePositionEmbedding,           // mhsa_with_relative_position_embedding
+    MhsaWithMultiHeadRelativePositionEmbedding,  // mhsa_with_multi_head_relative_position_embedding
+    MhsaWithMultiHeadPosition,                   // mhsa_with_multi_head_position
+    MhsaWithMultiHeadPositionAndStrides          // mhsa_with_multi_head_position_and_strides
 >;
 // clang-format on
 

@@ -1,0 +1,200 @@
+// mhsa_with_multi_head_relative_position_embedding (CoAtNet, spec §5.7 with §4.6): an independent loop
+// implementation (1x1 convolution, KCAM's relative index from its formula, the table per head, attention,
+// in double), the index on a non-square grid by hand, the identity "zero table = UniFormer's plain MHSA",
+// the upstream shape test (Appendix C.1), messages, shape errors, threads, and golden parity with torch.
+#include <attn/layers/mhsa_with_multi_head_relative_position_embedding.hpp>
+
+#include "support.hpp"
+#include "support/golden.hpp"
+
+using namespace attn_test;
+using L = attn::MhsaWithMultiHeadRelativePositionEmbedding<double>;
+
+namespace {
+
+const attn::Weight<double>* find(const L& l, const std::string& name) { return l.parameters().find(name); }
+
+/// The forward from the formulas on x [B, H, W, C]; returns {output [B, N, O], weights}.
+std::pair<attn::Tensor<double, 3>, attn::Tensor<double, 4>> naive(const L& layer, const attn::Tensor<double, 4>& x) {
+  const auto& c = layer.config();
+  const Index B = x.dimension(0), H = x.dimension(1), W = x.dimension(2), C = x.dimension(3), N = H * W;
+  const Index h = c.num_heads, d = c.key_dim > 0 ? c.key_dim : C / h, E = h * d, R = (2 * H - 1) * (2 * W - 1);
+  attn::Tensor<double, 3> tok(B, N, C);
+  std::copy(x.data(), x.data() + x.size(), tok.data());
+  const auto& kw = *find(layer, "qkv_conv/kernel");
+  const attn::Weight<double> flat{kw.name, {C, 3 * E}, kw.data, true};
+  const auto t = naive_dense(tok, flat, find(layer, "qkv_conv/bias"));
+  attn::Tensor<double, 3> q(B, N, E), k(B, N, E), v(B, N, E);
+  for (Index b = 0; b < B; ++b)
+    for (Index n = 0; n < N; ++n)
+      for (Index j = 0; j < E; ++j) {
+        q(b, n, j) = t(b, n, j);
+        k(b, n, j) = t(b, n, E + j);
+        v(b, n, j) = t(b, n, 2 * E + j);
+      }
+  const auto& table = find(layer, "pos_emb/positional_embedding")->data;
+  const Bias bias = [&](Index, Index hd, Index i, Index j) {
+    const Index idx = (i % H - j % H + H - 1) + (i / H - j / H + W - 1) * (2 * H - 1);
+    return table[static_cast<std::size_t>(hd * R + idx)];
+  };
+  auto [ctx, p] = naive_attention(split_heads(q, h), split_heads(k, h), split_heads(v, h), 1.0 / std::sqrt(double(d)),
+                                  nullptr, bias);
+  auto y = merge_heads(ctx);
+  if (c.out_weight) y = naive_dense(y, *find(layer, "output/kernel"), find(layer, "output/bias"));
+  return {y, p};
+}
+
+void randomize(L& layer, std::uint64_t seed) {
+  for (auto& w : layer.parameters()) {
+    const auto r = random_tensor<double, 1>({static_cast<Index>(w.data.size())}, seed++);
+    for (std::size_t i = 0; i < w.data.size(); ++i) w.data[i] = 0.5 * r(static_cast<Index>(i));
+  }
+}
+
+attn::Tensor<double, 3> tokens_of(const attn::Tensor<double, 4>& x) {
+  attn::Tensor<double, 3> t(x.dimension(0), x.dimension(1) * x.dimension(2), x.dimension(3));
+  std::copy(x.data(), x.data() + x.size(), t.data());
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("mhsa_with_multi_head_relative_position_embedding: weights have the reference's names, shapes and order",
+          "[mhsa_with_multi_head_relative_position_embedding]") {
+  const L a({.input_shape = {7, 9, 16}});
+  std::vector<std::string> names;
+  for (const auto& w : a.parameters()) names.push_back(w.name);
+  REQUIRE(names == std::vector<std::string>{"qkv_conv/kernel", "pos_emb/positional_embedding", "output/kernel"});
+  REQUIRE(a.parameters()[0].shape == Shape{1, 1, 16, 48});
+  REQUIRE(a.parameters()[1].shape == Shape{4, 13 * 17});
+  for (double v : a.parameters()[1].data) REQUIRE(v == 0.0);
+  REQUIRE(a.parameters()[2].shape == Shape{16, 16});
+  const L b({.input_shape = {5, 4, 10}, .num_heads = 3, .key_dim = 6, .out_shape = 7, .qkv_bias = true,
+             .out_bias = true});
+  names.clear();
+  for (const auto& w : b.parameters()) names.push_back(w.name);
+  REQUIRE(names == std::vector<std::string>{"qkv_conv/kernel", "qkv_conv/bias", "pos_emb/positional_embedding",
+                                            "output/kernel", "output/bias"});
+  REQUIRE(b.parameters()[0].shape == Shape{1, 1, 10, 54});
+  REQUIRE(b.parameters()[3].shape == Shape{18, 7});  // the value width per head is key_dim
+  const L c({.input_shape = {4, 4, 8}, .num_heads = 2, .key_dim = 3, .out_weight = false});
+  REQUIRE(c.output_shape({2, 4, 4, 8}) == Shape{2, 4, 4, 6});
+}
+
+TEST_CASE("mhsa_with_multi_head_relative_position_embedding: KCAM's index on a 2x3 grid by hand",
+          "[mhsa_with_multi_head_relative_position_embedding]") {
+  // a = p mod 2, b = p div 2 (the fast axis taken to have length H = 2): I = (Δa + 1) + (Δb + 2)·3
+  const L layer({.input_shape = {2, 3, 4}, .num_heads = 1});
+  const auto& I = layer.relative_position_index();
+  REQUIRE(I.rows == 6);
+  REQUIRE(I(0, 0) == 7);   // Δa = 0, Δb = 0
+  REQUIRE(I(1, 0) == 8);   // p = 1: a = 1, b = 0
+  REQUIRE(I(0, 5) == 0);   // q = 5: a = 1, b = 2 -> (0 - 1 + 1) + (0 - 2 + 2)·3
+  REQUIRE(I(5, 0) == 14);  // (1 + 1) + (2 + 2)·3
+  REQUIRE(I(2, 1) == 9);   // p = 2: (0, 1), q = 1: (1, 0) -> 0 + 3·3
+}
+
+TEST_CASE("mhsa_with_multi_head_relative_position_embedding: validation messages",
+          "[mhsa_with_multi_head_relative_position_embedding]") {
+  const auto msg = [](const attn::Json& j) {
+    const auto p = attn::check_attention_config("mhsa_with_multi_head_relative_position_embedding", j);
+    return p.empty() ? std::string() : p.front().message;
+  };
+  REQUIRE(msg({{"input_shape", {3, 5, 2}}}) == "channels (2) must be at least num_heads (4) when key_dim is 0");
+  REQUIRE(msg({{"input_shape", {3, 5, 2}}, {"key_dim", 3}, {"out_shape", 5}}).empty());
+  REQUIRE_FALSE(msg({{"input_shape", {3, 5, 8, 1}}}).empty());
+  REQUIRE_FALSE(msg({{"input_shape", {3, 5, 8}}, {"out_shape", -1}}).empty());
+}
+
+TEST_CASE("mhsa_with_multi_head_relative_position_embedding: equals an independent loop implementation",
+          "[mhsa_with_multi_head_relative_position_embedding]") {
+  const std::vector<L::Config> configs{
+      {.input_shape = {7, 9, 16}},
+      {.input_shape = {5, 4, 10}, .num_heads = 3, .key_dim = 6, .out_shape = 7, .qkv_bias = true, .out_bias = true},
+      {.input_shape = {4, 4, 8}, .num_heads = 2, .key_dim = 3, .out_weight = false},
+      {.input_shape = {1, 5, 3}, .num_heads = 1},
+  };
+  std::uint64_t seed = 1;
+  for (const auto& c : configs) {
+    INFO("config " << seed);
+    L layer(c, seed);
+    randomize(layer, 100 * seed);
+    const auto x = random_tensor<double, 4>({2, c.input_shape[0], c.input_shape[1], c.input_shape[2]}, seed);
+    const auto r = layer.forward_with_weights(x);
+    const auto [y, p] = naive(layer, x);
+    ATTN_REQUIRE_CLOSE(tokens_of(r.output), y, 1e-12, 1e-12);
+    ATTN_REQUIRE_CLOSE(r.weights, p, 1e-12, 1e-12);
+    ++seed;
+  }
+}
+
+TEST_CASE("mhsa_with_multi_head_relative_position_embedding: a zero table gives UniFormer's plain MHSA",
+          "[mhsa_with_multi_head_relative_position_embedding]") {
+  L layer({.input_shape = {4, 6, 12}, .num_heads = 3, .out_bias = true}, 5);
+  randomize(layer, 50);
+  auto& table = layer.parameters()[1];
+  std::fill(table.data.begin(), table.data.end(), 0.0);
+  auto plain = attn::create_attention_layer<double>("multi_head_self_attention",
+                                                    {{"channels", 12}, {"num_heads", 3}, {"out_bias", true}});
+  plain.parameters()[0].data = find(layer, "qkv_conv/kernel")->data;  // [1, 1, C, 3E] = [C, 2E + O], O = E = C
+  plain.parameters()[1].data = find(layer, "output/kernel")->data;
+  plain.parameters()[2].data = find(layer, "output/bias")->data;
+  const auto x = random_tensor<double, 4>({2, 4, 6, 12}, 6);
+  ATTN_REQUIRE_CLOSE(layer.forward(x), plain.forward(attn::AnyTensor<double>(x)).view<4>(), 1e-13, 1e-13);
+}
+
+TEST_CASE("mhsa_with_multi_head_relative_position_embedding: the upstream shape test",
+          "[mhsa_with_multi_head_relative_position_embedding]") {
+  // tests/test_layers.py: [2, 14, 16, 256], num_heads 4, out_shape 384 -> [2, 14, 16, 384]
+  const auto layer = attn::create_attention_layer<float>("mhsa_with_multi_head_relative_position_embedding",
+                                                         {{"input_shape", {14, 16, 256}}, {"num_heads", 4},
+                                                          {"out_shape", 384}});
+  const auto y = layer.forward(attn::AnyTensor<float>(random_tensor<float, 4>({2, 14, 16, 256}, 3)));
+  REQUIRE(y.shape() == Shape{2, 14, 16, 384});
+  REQUIRE(all_finite(y.data(), y.size()));
+}
+
+TEST_CASE("mhsa_with_multi_head_relative_position_embedding: bad shapes give ShapeErrors naming the layer",
+          "[mhsa_with_multi_head_relative_position_embedding]") {
+  const L layer({.input_shape = {3, 4, 8}});
+  REQUIRE_THROWS_WITH(layer.forward(random_tensor<double, 4>({1, 3, 4, 6}, 1)),
+                      "mhsa_with_multi_head_relative_position_embedding: input must have shape [*, 3, 4, 8] ([batch, "
+                      "height, width, channels] of the input_shape), got [1, 3, 4, 6]");
+  L tampered = layer;
+  tampered.parameters()[1].shape = {4, 34};
+  REQUIRE_THROWS_AS(tampered.forward(random_tensor<double, 4>({1, 3, 4, 8}, 1)), attn::WeightsError);
+  REQUIRE(layer.forward(attn::Tensor<double, 4>(0, 3, 4, 8)).dimension(0) == 0);
+}
+
+TEST_CASE("mhsa_with_multi_head_relative_position_embedding: 1 and 2 threads give bit-identical results",
+          "[mhsa_with_multi_head_relative_position_embedding][threads]") {
+  attn::MhsaWithMultiHeadRelativePositionEmbedding<float> layer({.input_shape = {14, 13, 64}}, 2);
+  for (auto& v : layer.parameters()[1].data) v = 0.25f;
+  const auto x = random_tensor<float, 4>({2, 14, 13, 64}, 8);
+  const int saved = attn::num_threads();
+  attn::set_num_threads(1);
+  const auto a = layer.forward(x);
+  attn::set_num_threads(2);
+  const auto b = layer.forward(x);
+  attn::set_num_threads(saved);
+  REQUIRE(std::equal(a.data(), a.data() + a.size(), b.data()));
+}
+
+// ---- golden parity (tools/golden/mhsa_with_multi_head_relative_position_embedding.py, tests/data/<type>/) ----
+
+TEMPLATE_TEST_CASE("golden: mhsa_with_multi_head_relative_position_embedding matches torch",
+                   "[golden][mhsa_with_multi_head_relative_position_embedding]", float, double) {
+  using T = TestType;
+  for_each_golden<T>("mhsa_with_multi_head_relative_position_embedding", [](const Golden& g) {
+    attn::MhsaWithMultiHeadRelativePositionEmbedding<T> layer(
+        g.config.get<attn::MhsaWithMultiHeadRelativePositionEmbeddingConfig>());
+    attn::load_weights(layer, g.file, "weights");
+    const auto x = input<T, 4>(g, "x");
+    const auto r = layer.forward_with_weights(x);
+    check<T>(g, "output", r.output);
+    if (g.file.contains("expected/weights")) check<T>(g, "weights", r.weights);
+    auto any = attn::create_attention_layer<T>("mhsa_with_multi_head_relative_position_embedding", g.config);
+    attn::load_weights(any, g.file, "weights");
+    check<T>(g, "output", any.forward(attn::AnyTensor<T>(x)).template view<4>());
+  });
+}
