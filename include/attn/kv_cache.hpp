@@ -24,12 +24,15 @@
 ///
 /// Storage (`KVStorage`): `same` stores T; `float16` (Eigen::half) and `bfloat16` (Eigen::bfloat16)
 /// store half-precision values and compute in T, halving the bytes a decode step reads (for T = float).
-/// The only error is the rounding of each stored K and V element: relative 2^-11 (float16) or 2^-8
-/// (bfloat16). Through the softmax, an output of the attention differs from the T-storage result by at
-/// most about (2·|scale·q|·max|k| + 1)·u·max|v| for unit roundoff u (a logit moves by at most
-/// |scale·q|·|k|·u, each probability by that times two, relative); tests/layers/test_kv_cache.cpp checks
-/// the layers' outputs against the float-storage outputs within this bound. float16 overflows above
-/// 65504 (stored as inf): keep activations in range or use bfloat16.
+/// The only error is the rounding of each stored K and V element: |k̃ − k| <= u·|k| + η with unit
+/// roundoff u = 2^-11, η = 2^-25 (float16, η for its subnormals) or u = 2^-8, η = 0 (bfloat16). Bound
+/// (checked element by element in tests/layers/test_kv_cache.cpp): for a query row q that sees keys
+/// j < L, with A = max_j scale·Σ_c |q_c|·(u·|k_jc| + η) the largest move of a logit and
+/// V = max_j,c |v_jc|, every output element differs from the T-storage result by at most
+///   (e^{2A} − 1)·(V·(1 + u) + η) + u·V + η      (plus T's own rounding)
+/// (each probability moves by a factor within e^{±2A}; the weighted values by u·V + η). float16
+/// overflows above 65504 (stored as inf): keep activations in range or use bfloat16. Conversion to T
+/// happens per key block (F16C for float16 on CPUs with AVX2, a shift for bfloat16).
 ///
 /// Threads: a forward's attention runs tasks (item, kv head, block of new tokens, split of the key
 /// axis) over attn::num_threads() shares; the key axis is split into fixed spans of `split_keys`
@@ -66,8 +69,13 @@
 #include "attn/core/error.hpp"
 #include "attn/core/limits.hpp"
 #include "attn/core/parallel.hpp"
+#include "attn/core/simd.hpp"
 #include "attn/core/tensor.hpp"
 #include "attn/ops/kernels.hpp"
+
+#if ATTN_SIMD_DISPATCH
+#include <immintrin.h>
+#endif
 
 namespace attn {
 
@@ -271,20 +279,45 @@ namespace ops {
 /// count.
 struct CacheAttentionOptions {
   Index query_rows = 128;    ///< rows per task: new tokens × the group's query heads (at least one token)
-  Index key_block = 256;     ///< keys per streamed block
+  Index key_block = 128;     ///< keys per streamed block
   Index split_keys = 2048;   ///< keys per split of the key axis (partial softmax, combined exactly)
   double min_parallel_flops = 1 << 20;  ///< below this many flops the call stays on one thread
 };
 
 namespace detail {
 
-/// Converts n elements of storage type S to T (a plain copy when S is T).
+#if ATTN_SIMD_DISPATCH
+/// float16 -> float with F16C (every AVX2 CPU has it), 8 at a time.
+__attribute__((target("avx,f16c"))) inline void widen_f16c(const Eigen::half* src, Index n, float* dst) {
+  Index i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+  for (; i < n; ++i) dst[i] = static_cast<float>(src[i]);
+}
+#endif
+
+/// Converts n elements of storage type S to T (no copy when S is T): bfloat16 -> float is a shift
+/// (vectorized by the compiler), float16 -> float uses F16C when the CPU has AVX2, else Eigen's
+/// conversion.
 template <class T, class S>
 const T* as_compute(const S* src, Index n, T* buf) {
   if constexpr (std::is_same_v<S, T>) {
     (void)n;
     (void)buf;
     return src;
+  } else if constexpr (std::is_same_v<T, float> && std::is_same_v<S, Eigen::bfloat16>) {
+    for (Index i = 0; i < n; ++i) buf[i] = std::bit_cast<float>(static_cast<std::uint32_t>(src[i].value) << 16);
+    return buf;
+  } else if constexpr (ATTN_SIMD_DISPATCH && std::is_same_v<T, float> && std::is_same_v<S, Eigen::half>) {
+#if ATTN_SIMD_DISPATCH
+    if (simd_available(Simd::avx2)) {
+      widen_f16c(src, n, buf);
+      return buf;
+    }
+#endif
+    using A = Eigen::Array<S, Eigen::Dynamic, 1>;
+    Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>(buf, n) = Eigen::Map<const A>(src, n).template cast<T>();
+    return buf;
   } else {
     using A = Eigen::Array<S, Eigen::Dynamic, 1>;
     using B = Eigen::Array<T, Eigen::Dynamic, 1>;
@@ -355,7 +388,11 @@ void cache_attention(const T* q, Index q_row, const S* k, const S* v, Index B, I
       const Index cols = std::min(bk, k1 - j0);
       const T* K = detail::as_compute<T, S>(k + (head + j0) * d, cols * d, Kc);
       const T* V = detail::as_compute<T, S>(v + (head + j0) * d, cols * d, Vc);
-      kern.gemm(rows, cols, d, Qg, d, K, d, /*b_trans=*/true, Z, cols, /*accumulate=*/false, /*direct=*/true);
+      if (rows == 1)  // one query row (multi-head decode): a matrix-vector product
+        Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(Z, cols).noalias() =
+            ConstMatrixMap<T>(K, cols, d) * Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(Qg, d);
+      else
+        kern.gemm(rows, cols, d, Qg, d, K, d, /*b_trans=*/true, Z, cols, /*accumulate=*/false, /*direct=*/true);
       bool partial_block = false;
       for (Index r = 0; r < rows; ++r) {
         const Index ce = std::clamp<Index>(past + i0 + r / g + 1 - j0, 0, cols);
@@ -382,7 +419,9 @@ void cache_attention(const T* q, Index q_row, const S* k, const S* v, Index B, I
         if (alpha[r] != T(1))
           for (Index c = 0; c < d; ++c) O[r * d + c] *= alpha[r];
       const bool finite = !partial_block || std::isfinite(Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(V, cols * d).sum());
-      if (finite) {
+      if (finite && rows == 1) {
+        Eigen::Map<RowVector<T>>(O, d).noalias() += Eigen::Map<const RowVector<T>>(Z, cols) * ConstMatrixMap<T>(V, cols, d);
+      } else if (finite) {
         kern.gemm(rows, d, cols, Z, cols, V, d, /*b_trans=*/false, O, d, /*accumulate=*/true, /*direct=*/true);
       } else {  // a masked key's non-finite value reaches no row that does not see it
         for (Index r = 0; r < rows; ++r) {

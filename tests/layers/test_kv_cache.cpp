@@ -149,7 +149,9 @@ TEST_CASE("kv_cache: cache_attention equals the reference on contiguous keys, ev
           "[kv_cache]") {
   using T = double;
   ThreadGuard guard;
-  const Index B = 3, Hq = 4, Hkv = 2, d = 3, cap = 23, Tn = 5;
+  // grouped queries (2 query heads per kv head), and one query row per task (multi-head decode)
+  const auto [Hq, Hkv] = GENERATE(std::pair<Index, Index>{4, 2}, std::pair<Index, Index>{2, 2});
+  const Index B = 3, d = 3, cap = 23, Tn = 5;
   const std::vector<Index> lengths{cap, 5, 17};  // after the step; item 1 holds only the new tokens
   const auto kc = random_tensor<T, 4>({B, Hkv, cap, d}, 1);
   const auto vc = random_tensor<T, 4>({B, Hkv, cap, d}, 2);
