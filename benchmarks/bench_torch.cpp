@@ -5,6 +5,7 @@
 //
 //   attn_bench_torch [google-benchmark flags]
 //   attn_bench_torch --peak torch B L causal [threads]     one forward, for /usr/bin/time -v
+//   attn_bench_torch --benchmark_filter=decode               the decode steps of bench_decode.cpp
 #include <dlfcn.h>
 
 #include <cmath>
@@ -257,6 +258,73 @@ BENCHMARK_CAPTURE(BM_torch_global, xca, attn_bench::GlobalBlock::xca)->Apply(glo
 BENCHMARK_CAPTURE(BM_torch_global, botnet, attn_bench::GlobalBlock::botnet)->Apply(global_threads);
 BENCHMARK_CAPTURE(BM_torch_global, coatnet, attn_bench::GlobalBlock::coatnet)->Apply(global_threads);
 BENCHMARK_CAPTURE(BM_torch_global, levit_subsample, attn_bench::GlobalBlock::levit_subsample)->Apply(global_threads);
+
+/// One decode step (B = 1, one new token, E = 512, 8 heads) with `len` keys, the libtorch ways
+/// (bench_decode.cpp is attn's side):
+///   kind 0: nn::MultiheadAttention on the concatenated inputs (what users write: query = the new
+///           token, key = value = every token so far; the module projects K and V of the whole prefix
+///           again at every step);
+///   kind 1: a preallocated cache [1, 8, len, 64] of projected K and V: project the new token (one
+///           fused Linear), write its K and V into the cache (narrow + copy_), at::_scaled_dot_product_
+///           attention (libtorch 1.13's fused entry point) over the cache, output Linear;
+///   kind 2: as 1 with grouped-query attention (2 kv heads): libtorch 1.13 has no GQA, so K and V are
+///           repeated to 8 heads (repeat_interleave) at every step, as its users do. No RoPE (attn's
+///           group_query applies it; a small cost next to the attention).
+struct TorchDecodeProblem {
+  static constexpr std::int64_t E = kEmbed, H = kHeads, d = kEmbed / kHeads;
+  std::int64_t len, kv_heads;
+  int kind;
+  torch::nn::MultiheadAttention mha{torch::nn::MultiheadAttentionOptions(E, H).bias(false)};
+  torch::nn::Linear qkv{nullptr}, out{torch::nn::LinearOptions(E, E).bias(false)};
+  torch::Tensor x, all, kc, vc;
+
+  TorchDecodeProblem(std::int64_t length, int k) : len(length), kv_heads(k == 2 ? 2 : H), kind(k) {
+    torch::manual_seed(1);
+    mha->eval();
+    qkv = torch::nn::Linear(torch::nn::LinearOptions(E, E + 2 * kv_heads * d).bias(false));
+    x = torch::rand({1, 1, E}) * 2 - 1;
+    if (kind == 0) {
+      all = torch::rand({len, 1, E}) * 2 - 1;  // (L, B, E): the module's layout; the last row is x
+      all.narrow(0, len - 1, 1).copy_(x);
+    } else {
+      kc = torch::rand({1, kv_heads, len, d}) * 2 - 1;
+      vc = torch::rand({1, kv_heads, len, d}) * 2 - 1;
+    }
+  }
+  torch::Tensor step() {
+    if (kind == 0) return std::get<0>(mha->forward(x, all, all, {}, /*need_weights=*/false));
+    const auto p = qkv->forward(x);  // [1, 1, E + 2·kv·d]
+    const auto q = p.narrow(2, 0, E).view({1, 1, H, d}).transpose(1, 2);
+    const auto k = p.narrow(2, E, kv_heads * d).view({1, 1, kv_heads, d}).transpose(1, 2);
+    const auto v = p.narrow(2, E + kv_heads * d, kv_heads * d).view({1, 1, kv_heads, d}).transpose(1, 2);
+    kc.narrow(2, len - 1, 1).copy_(k);
+    vc.narrow(2, len - 1, 1).copy_(v);
+    torch::Tensor keys = kc, values = vc;
+    if (kind == 2) {
+      keys = kc.repeat_interleave(H / kv_heads, 1);
+      values = vc.repeat_interleave(H / kv_heads, 1);
+    }
+    const auto ctx = std::get<0>(at::_scaled_dot_product_attention(q, keys, values));
+    return out->forward(ctx.transpose(1, 2).reshape({1, 1, E}));
+  }
+};
+
+void BM_torch_decode(benchmark::State& state) {
+  const std::int64_t len = state.range(0);
+  set_threads(static_cast<int>(state.range(1)));
+  c10::InferenceMode guard;
+  TorchDecodeProblem p(len, static_cast<int>(state.range(2)));
+  for (auto _ : state) {
+    auto y = p.step();
+    benchmark::DoNotOptimize(y.data_ptr());
+  }
+}
+
+BENCHMARK(BM_torch_decode)
+    ->ArgNames({"len", "threads", "kind"})
+    ->ArgsProduct({{1024, 8192, 32768}, {1, 2}, {0, 1, 2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 int peak(const attn_bench::PeakArgs& a) {
   if (a.what != "torch") {

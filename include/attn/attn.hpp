@@ -19,6 +19,7 @@
 #include "attn/io/safetensors.hpp"
 #include "attn/io/torch.hpp"
 #include "attn/io/weights.hpp"
+#include "attn/kv_cache.hpp"
 #include "attn/ops/activation.hpp"
 #include "attn/ops/attention_core.hpp"
 #include "attn/ops/conv.hpp"

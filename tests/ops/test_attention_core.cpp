@@ -233,9 +233,11 @@ std::vector<double> naive_attention(const Heads<T>& q, const Heads<T>& k, const 
       for (Index h = 0; h < Hq; ++h) {
         std::vector<double> z;
         std::vector<Index> idx;
+        // causal is bottom-right aligned to the item's own key length (S without key lengths)
+        const Index len = mc.lengths.empty() ? S : std::clamp<Index>(mc.lengths[static_cast<std::size_t>(b)], 0, S);
         for (Index j = 0; j < S; ++j) {
-          bool ok = !mc.causal || j <= i + S - Tq;
-          if (!mc.lengths.empty()) ok = ok && j < mc.lengths[static_cast<std::size_t>(b)];
+          bool ok = !mc.causal || j <= i + len - Tq;
+          if (!mc.lengths.empty()) ok = ok && j < len;
           if (mc.keep.p)
             ok = ok && mc.keep.p[static_cast<std::size_t>(b * mc.keep_sb + h * mc.keep_sh + i * mc.keep_st + j)];
           if (!ok) continue;
@@ -303,6 +305,37 @@ TEMPLATE_TEST_CASE("attention core: hand-computed cases", "[attention_core]", fl
   REQUIRE(o3[0] == T(0));
   REQUIRE(o3[1] == Approx(3.0).epsilon(1e-6));
   REQUIRE(o3[2] == Approx(4.5).epsilon(1e-6));
+
+  // Causal with key lengths, T = 2, S = 4, lengths {4, 3}: each item's mask is bottom-right aligned to
+  // its own length (the queries are its last two positions). Item 0: query 0 sees keys 0..2, query 1
+  // keys 0..3. Item 1 (length 3): query 0 sees keys 0..1 only (not key 2, its own next token), query 1
+  // keys 0..2. Equal logits: each row is the mean of its visible values.
+  std::vector<T> q4(4, T(0)), k4(8, T(0)), v4{T(1), T(2), T(4), T(8), T(16), T(32), T(64), T(128)},
+      o4(4, T(-1)), w4(16, T(-1));
+  const std::vector<Index> lengths{4, 3};
+  ops::AttentionMask<T> ragged;
+  ragged.causal = true;
+  ragged.key_lengths = lengths.data();
+  for (const bool reference : {false, true}) {
+    const auto Q4 = ops::heads_of<T>(q4.data(), 2, 2, 1, 1, 1), K4 = ops::heads_of<T>(k4.data(), 2, 4, 1, 1, 1),
+               V4 = ops::heads_of<T>(v4.data(), 2, 4, 1, 1, 1);
+    const auto O4 = ops::heads_out<T>(o4.data(), 2, 2, 1, 1, 1);
+    if (reference)
+      ops::attention_reference(Q4, K4, V4, O4, T(1), ragged, w4.data());
+    else
+      ops::attention_core(Q4, K4, V4, O4, T(1), ragged, w4.data(),
+                          {.query_block = 1, .key_block = 1, .min_parallel_flops = 0});
+    INFO("reference path: " << reference);
+    REQUIRE(o4[0] == Approx(7.0 / 3.0).epsilon(1e-6));     // item 0, query 0: (1 + 2 + 4) / 3
+    REQUIRE(o4[1] == Approx(15.0 / 4.0).epsilon(1e-6));    // item 0, query 1: (1 + 2 + 4 + 8) / 4
+    REQUIRE(o4[2] == Approx(48.0 / 2.0).epsilon(1e-6));    // item 1, query 0: (16 + 32) / 2
+    REQUIRE(o4[3] == Approx(112.0 / 3.0).epsilon(1e-6));   // item 1, query 1: (16 + 32 + 64) / 3
+    // the weights of item 1, query 0: [1/2, 1/2, 0, 0]
+    REQUIRE(w4[8] == Approx(0.5).epsilon(1e-6));
+    REQUIRE(w4[9] == Approx(0.5).epsilon(1e-6));
+    REQUIRE(w4[10] == T(0));
+    REQUIRE(w4[11] == T(0));
+  }
 }
 
 TEMPLATE_TEST_CASE("attention core: head dims 1..128 and T != S against the reference", "[attention_core]",

@@ -38,6 +38,14 @@
 /// (`project_branch`, `attend_branch`, `combine`), so that a key/value cache can keep each branch's K
 /// and V.
 ///
+/// Incremental decoding (attn/kv_cache.hpp; beyond the reference): `make_cache(batch, capacity)` makes
+/// a cache of two streams (attention1, attention2), each K and V `[batch, num_heads, capacity,
+/// head_dim]`; `forward(x, cache)` (or `forward(x, cache, active)`) appends the T tokens of x
+/// `[B, T, dim]` to every active item and returns their outputs at the config's layer_idx (rows of
+/// inactive items are zeros), equal to the corresponding rows of a causal forward over each item's
+/// whole sequence. With formulation "paper" both maps read attention1's cached values (attention2's
+/// stream stores them too, unused). Attention over the cache is always causal.
+///
 /// Errors: ConfigError with the reference's messages (`Parameter 'dim' must be positive, got 0` through
 /// the factory's checks, `head_dim must be positive, got 0`, `lambda_init must be between 0 and 1, got
 /// 1.5`); ShapeError for an input that is not `[B, T, dim]` (`Input dimension 7 doesn't match expected
@@ -72,6 +80,7 @@
 #include "attn/core/scratch.hpp"
 #include "attn/core/tensor.hpp"
 #include "attn/core/weights.hpp"
+#include "attn/kv_cache.hpp"
 #include "attn/layers/detail/layer_base.hpp"
 #include "attn/layers/detail/sequence_b.hpp"
 #include "attn/ops/masks.hpp"
@@ -193,8 +202,109 @@ public:
     return run(view_of<T, 3>(x), masks, layer_idx);
   }
 
+  /// A KV cache for this layer (two streams): `batch` items of up to `capacity` tokens (kv_cache.hpp).
+  [[nodiscard]] KVCache<T> make_cache(Index batch, Index capacity, KVStorage storage = KVStorage::same) const {
+    return KVCache<T>(Config::type_name, batch, capacity, 2, config_.num_heads, config_.head_dim, storage);
+  }
+  /// Appends the T tokens of x `[B, T, dim]` to the active items of `cache` (all by default) and returns
+  /// their outputs `[B, T, dim]` at the config's layer_idx, causal over each item's cached and new
+  /// tokens; rows of inactive items are zeros. ShapeError (cache unchanged) per kv_cache.hpp.
+  template <class X>
+    requires TensorOf<X, T, 3>
+  [[nodiscard]] Tensor<T, 3> forward(const X& x, KVCache<T>& cache, const ActiveItems& active = {}) const {
+    return run_cached(view_of<T, 3>(x), cache, active);
+  }
+
 private:
   using Base::config_, Base::weights_;
+
+  /// Writes branch a's new k, v `[B·T, h·head_dim]` of the active items into stream a of the cache.
+  void cache_branch(KVCache<T>& cache, int a, const T* k, const T* v, Index B, Index L,
+                    const ActiveItems& active) const {
+    const Index w = config_.num_heads * config_.head_dim;
+    for (Index b = 0; b < B; ++b)
+      if (active[b]) cache.write(a, b, k + b * L * w, v + b * L * w, w, L);
+  }
+
+  /// The cached attention of queries q `[B·T, h·head_dim]` over the keys of stream ks and the values of
+  /// stream vs, into ctx.
+  void attend_cached(const KVCache<T>& cache, const T* q, Index ks, Index vs, Index B, Index L,
+                     const std::vector<Index>& lengths, const ActiveItems& active, T* ctx) const {
+    const Index H = config_.num_heads, d = config_.head_dim, w = H * d;
+    cache.visit([&](const auto* base) {
+      ops::cache_attention<T>(q, w, base + cache.offset(ks, 0, 0, 0, 0), base + cache.offset(vs, 1, 0, 0, 0), B, H,
+                              cache.capacity(), d, H, L, lengths.data(), active,
+                              static_cast<T>(1.0 / std::sqrt(static_cast<double>(d))), ctx, w);
+    });
+  }
+
+  Tensor<T, 3> run_cached(ConstTensorView<T, 3> x, KVCache<T>& cache, const ActiveItems& active) const {
+    check_input(shape_of(x));
+    this->check_weights();
+    const Index B = x.dimension(0), L = x.dimension(1), D = config_.dim, H = config_.num_heads;
+    const Index w = H * config_.head_dim, rows = B * L;
+    cache.check_step(Config::type_name, 2, H, config_.head_dim, B, L, active);
+    Tensor<T, 3> y(B, L, D);
+    y.setZero();
+    if (rows == 0) return y;
+    const T lambda = static_cast<T>(lambda_at(config_.layer_idx));
+    ScratchFrame scratch;
+    T* q = scratch.get<T>(rows * w);
+    T* k = scratch.get<T>(rows * w);
+    T* v = scratch.get<T>(rows * w);
+    T* ctx1 = scratch.get<T>(rows * w);
+    T* ctx2 = scratch.get<T>(rows * w);
+    std::fill_n(ctx1, rows * w, T(0));
+    std::fill_n(ctx2, rows * w, T(0));
+    std::vector<Index> lengths(cache.lengths().begin(), cache.lengths().end());
+    for (Index b = 0; b < B; ++b)
+      if (active[b]) lengths[static_cast<std::size_t>(b)] += L;
+    if (!config_.paper()) {
+      T* y1 = scratch.get<T>(rows * D);
+      T* y2 = scratch.get<T>(rows * D);
+      for (int a = 0; a < 2; ++a) {
+        project_branch(a, x.data(), rows, q, k, v);
+        cache_branch(cache, a, k, v, B, L, active);
+        attend_cached(cache, q, a, a, B, L, lengths, active, a == 0 ? ctx1 : ctx2);
+        output_branch(a, a == 0 ? ctx1 : ctx2, rows, a == 0 ? y1 : y2);
+      }
+      cache.commit(L, active);
+      combine(y1, y2, rows, lambda, y.data());
+    } else {
+      T* v1 = scratch.get<T>(rows * w);
+      project_branch(0, x.data(), rows, q, k, v1);
+      cache_branch(cache, 0, k, v1, B, L, active);
+      attend_cached(cache, q, 0, 0, B, L, lengths, active, ctx1);
+      project_branch(1, x.data(), rows, q, k, v, /*need_v=*/false);
+      cache_branch(cache, 1, k, v1, B, L, active);
+      attend_cached(cache, q, 1, 0, B, L, lengths, active, ctx2);  // attention2's map, attention1's values
+      cache.commit(L, active);
+      paper_output(ctx1, ctx2, rows, lambda, y.data(), scratch);
+    }
+    for (Index b = 0; b < B; ++b)
+      if (!active[b]) std::fill_n(y.data() + b * L * D, L * D, T(0));
+    return y;
+  }
+
+  /// The paper form's per-head combination, normalisation and output projections into y.
+  void paper_output(T* ctx1, const T* ctx2, Index rows, T lambda, T* y, ScratchFrame& scratch) const {
+    const Index H = config_.num_heads, d = config_.head_dim, D = config_.dim;
+    const T scale = static_cast<T>(1.0 - config_.lambda_init);
+    for (Index r = 0; r < rows * H; ++r) {
+      T* o = ctx1 + r * d;
+      const T* o2 = ctx2 + r * d;
+      T ms = 0;
+      for (Index c = 0; c < d; ++c) {
+        o[c] -= lambda * o2[c];
+        ms += o[c] * o[c];
+      }
+      const T inv = scale / std::sqrt(ms / static_cast<T>(d) + static_cast<T>(1e-5));
+      for (Index c = 0; c < d; ++c) o[c] *= inv;
+    }
+    T* y1 = scratch.get<T>(rows * D);
+    output_branch(0, ctx1, rows, y1);
+    ops::dense(y1, rows, this->weight(slots_.proj_kernel), &this->weight(slots_.proj_bias), y);
+  }
 
   struct Branch {
     WeightSlot q_kernel, q_bias, k_kernel, k_bias, v_kernel, v_bias, o_kernel, o_bias;
@@ -297,22 +407,7 @@ private:
     attend_branch(q, k, v1, ctx1, B, L, bound.core);
     project_branch(1, x.data(), rows, q, k, v, /*need_v=*/false);
     attend_branch(q, k, v1, ctx2, B, L, bound.core);
-    const Index d = config_.head_dim;
-    const T scale = static_cast<T>(1.0 - config_.lambda_init);
-    for (Index r = 0; r < rows * H; ++r) {
-      T* o = ctx1 + r * d;
-      const T* o2 = ctx2 + r * d;
-      T ms = 0;
-      for (Index c = 0; c < d; ++c) {
-        o[c] -= lambda * o2[c];
-        ms += o[c] * o[c];
-      }
-      const T inv = scale / std::sqrt(ms / static_cast<T>(d) + static_cast<T>(1e-5));
-      for (Index c = 0; c < d; ++c) o[c] *= inv;
-    }
-    T* y1 = scratch.get<T>(rows * D);
-    output_branch(0, ctx1, rows, y1);
-    ops::dense(y1, rows, this->weight(slots_.proj_kernel), &this->weight(slots_.proj_bias), y.data());
+    paper_output(ctx1, ctx2, rows, lambda, y.data(), scratch);
     return y;
   }
 

@@ -28,6 +28,15 @@
 /// n_head=.., n_kv_head=.., groups=..`, then the WARNING that no rotation will be applied when r = 0
 /// (the reference emits that one when the tables are built, at the first call).
 ///
+/// Incremental decoding (attn/kv_cache.hpp; beyond the reference): `make_cache(batch, capacity)` makes
+/// a cache of K (after RoPE) and V `[batch, n_kv_head, capacity, head_dim]` (kv heads not repeated);
+/// `forward(x, cache)` (or `forward(x, cache, active)`) appends the T tokens of x `[B, T, d_model]` to
+/// every active item at RoPE positions lengths()[b] .. lengths()[b] + T − 1 and returns their outputs
+/// (rows of inactive items are zeros), equal to the corresponding rows of a causal forward over each
+/// item's whole sequence. Positions must stay below max_seq_len. Attention over the cache is always
+/// causal. `forward(x, masks, position_offset)` runs the plain forward with RoPE positions starting at
+/// `position_offset` (offset + T <= max_seq_len).
+///
 /// Differences from the reference (deliberate):
 /// - The kind of a mask is its type (ops/masks.hpp): a key padding mask `[B, T]` is a
 ///   `KeyPaddingMask`. The reference does not special-case rank 2 and broadcasts it against the (T, T)
@@ -46,6 +55,7 @@
 ///   weights are therefore the softmax probabilities (the reference returns them after dropout).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -62,6 +72,7 @@
 #include "attn/core/param.hpp"
 #include "attn/core/tensor.hpp"
 #include "attn/core/weights.hpp"
+#include "attn/kv_cache.hpp"
 #include "attn/layers/detail/layer_base.hpp"
 #include "attn/ops/linear.hpp"
 #include "attn/ops/masks.hpp"
@@ -186,6 +197,13 @@ public:
   [[nodiscard]] Tensor<T, 3> forward(const X& x, const AttentionMasks<T>& masks = {}) const {
     return run(view_of<T, 3>(x), masks, nullptr).output;
   }
+  /// The same with RoPE positions `position_offset .. position_offset + T − 1` (the reference starts
+  /// at 0). ShapeError when they exceed max_seq_len or the offset is negative.
+  template <class X>
+    requires TensorOf<X, T, 3>
+  [[nodiscard]] Tensor<T, 3> forward(const X& x, const AttentionMasks<T>& masks, Index position_offset) const {
+    return run(view_of<T, 3>(x), masks, nullptr, position_offset).output;
+  }
   /// The output and the attention weights `[B, n_head, T, T]`.
   template <class X>
     requires TensorOf<X, T, 3>
@@ -196,8 +214,70 @@ public:
     return r;
   }
 
+  /// A KV cache for this layer: `batch` items of up to `capacity` tokens (kv_cache.hpp).
+  [[nodiscard]] KVCache<T> make_cache(Index batch, Index capacity, KVStorage storage = KVStorage::same) const {
+    return KVCache<T>(Config::type_name, batch, capacity, 1, config_.n_kv_head, config_.head_dim(), storage);
+  }
+  /// Appends the T tokens of x `[B, T, d_model]` to the active items of `cache` (all by default) at
+  /// RoPE positions continuing from each item's length and returns their outputs `[B, T, d_model]`,
+  /// causal over each item's cached and new tokens; rows of inactive items are zeros. ShapeError
+  /// (cache unchanged) per kv_cache.hpp, and when a position would reach max_seq_len.
+  template <class X>
+    requires TensorOf<X, T, 3>
+  [[nodiscard]] Tensor<T, 3> forward(const X& x, KVCache<T>& cache, const ActiveItems& active = {}) const {
+    return run_cached(view_of<T, 3>(x), cache, active);
+  }
+
 private:
   using Base::config_, Base::weights_;
+
+  [[nodiscard]] ops::RopeTablesView<T> rope_tables() const {
+    const Weight<T>& cos = this->weight(slots_.cos);
+    return {cos.data.data(), this->weight(slots_.sin).data.data(), cos.shape[0], cos.shape[1],
+            config_.rotary_dim()};
+  }
+
+  Tensor<T, 3> run_cached(ConstTensorView<T, 3> x, KVCache<T>& cache, const ActiveItems& active) const {
+    check_shape(Config::type_name, "input", shape_of(x), {-1, -1, config_.d_model}, "([batch, seq, d_model])");
+    this->check_weights();
+    const Index B = x.dimension(0), L = x.dimension(1), D = config_.d_model;
+    const Index H = config_.n_head, Hkv = config_.n_kv_head, d = config_.head_dim();
+    const Index qw = H * d, kvw = Hkv * d;
+    cache.check_step(Config::type_name, 1, Hkv, d, B, L, active, config_.max_seq_len);
+    Tensor<T, 3> y(B, L, D);
+    y.setZero();
+    if (L == 0) return y;
+    ScratchFrame scratch;
+    T* q = scratch.get<T>(B * L * qw);
+    T* k = scratch.get<T>(B * L * kvw);
+    T* v = scratch.get<T>(B * L * kvw);
+    T* ctx = scratch.get<T>(B * L * D);
+    std::fill_n(ctx, B * L * D, T(0));
+    ops::dense(x.data(), B * L, this->weight(slots_.wq), this->optional_weight(slots_.bq), q);
+    ops::dense(x.data(), B * L, this->weight(slots_.wk), this->optional_weight(slots_.bk), k);
+    ops::dense(x.data(), B * L, this->weight(slots_.wv), this->optional_weight(slots_.bv), v);
+    std::vector<Index> lengths(cache.lengths().begin(), cache.lengths().end());
+    for (Index b = 0; b < B; ++b) {
+      if (!active[b]) continue;
+      const Index pos = lengths[static_cast<std::size_t>(b)];
+      if (config_.use_rope) {  // positions continue from the item's cached length
+        ops::apply_rope(ops::heads_out<T>(q + b * L * qw, 1, L, H, d, qw), rope_tables(), pos);
+        ops::apply_rope(ops::heads_out<T>(k + b * L * kvw, 1, L, Hkv, d, kvw), rope_tables(), pos);
+      }
+      cache.write(0, b, k + b * L * kvw, v + b * L * kvw, kvw, L);
+      lengths[static_cast<std::size_t>(b)] += L;
+    }
+    cache.visit([&](const auto* base) {
+      ops::cache_attention<T>(q, qw, base + cache.offset(0, 0, 0, 0, 0), base + cache.offset(0, 1, 0, 0, 0), B, Hkv,
+                              cache.capacity(), d, H, L, lengths.data(), active,
+                              static_cast<T>(1.0 / std::sqrt(static_cast<double>(d))), ctx, D);
+    });
+    cache.commit(L, active);
+    ops::dense(ctx, B * L, this->weight(slots_.wo), this->optional_weight(slots_.bo), y.data());
+    for (Index b = 0; b < B; ++b)
+      if (!active[b]) std::fill_n(y.data() + b * L * D, L * D, T(0));
+    return y;
+  }
 
   struct Slots {
     WeightSlot wq, bq, wk, bk, wv, bv, wo, bo, cos, sin;
@@ -228,16 +308,23 @@ private:
     slots_ = s;
   }
 
-  void check_input(const Shape& x) const {
+  void check_input(const Shape& x, Index position_offset = 0) const {
     check_shape(Config::type_name, "input", x, {-1, -1, config_.d_model}, "([batch, seq, d_model])");
+    if (position_offset < 0 || position_offset > config_.max_seq_len)
+      throw ShapeError(fmt::format("{}: position_offset must be in [0, max_seq_len = {}], got {}",
+                                   Config::type_name, config_.max_seq_len, position_offset));
+    if (position_offset > 0 && x[1] > config_.max_seq_len - position_offset)
+      throw ShapeError(fmt::format("{}: positions [{}, {}) exceed max_seq_len ({})", Config::type_name,
+                                   position_offset, position_offset + x[1], config_.max_seq_len));
     if (x[1] > config_.max_seq_len)
       throw ShapeError(fmt::format("{}: Input sequence length ({}) exceeds max_seq_len ({}). Please "
                                    "increase max_seq_len or truncate the input.",
                                    Config::type_name, x[1], config_.max_seq_len));
   }
 
-  AttentionResult<T> run(ConstTensorView<T, 3> x, const AttentionMasks<T>& masks, Tensor<T, 4>* weights) const {
-    check_input(shape_of(x));
+  AttentionResult<T> run(ConstTensorView<T, 3> x, const AttentionMasks<T>& masks, Tensor<T, 4>* weights,
+                         Index position_offset = 0) const {
+    check_input(shape_of(x), position_offset);
     this->check_weights();
     const Index B = x.dimension(0), L = x.dimension(1), D = config_.d_model;
     const Index H = config_.n_head, Hkv = config_.n_kv_head, d = config_.head_dim();
@@ -255,11 +342,9 @@ private:
     ops::dense(x.data(), B * L, this->weight(slots_.wv), this->optional_weight(slots_.bv), v);
 
     if (config_.use_rope) {
-      const Weight<T>& cos = this->weight(slots_.cos);
-      const ops::RopeTablesView<T> tables{cos.data.data(), this->weight(slots_.sin).data.data(), cos.shape[0],
-                                          cos.shape[1], config_.rotary_dim()};
-      ops::apply_rope(ops::heads_out<T>(q, B, L, H, d, qw), tables);
-      ops::apply_rope(ops::heads_out<T>(k, B, L, Hkv, d, kvw), tables);
+      const ops::RopeTablesView<T> tables = rope_tables();
+      ops::apply_rope(ops::heads_out<T>(q, B, L, H, d, qw), tables, position_offset);
+      ops::apply_rope(ops::heads_out<T>(k, B, L, Hkv, d, kvw), tables, position_offset);
     }
 
     if (weights) *weights = Tensor<T, 4>(B, H, L, L);

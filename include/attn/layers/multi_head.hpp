@@ -13,6 +13,13 @@
 /// `use_bias`, `proj/kernel [embed_dim, embed_dim]`. Forward:
 ///   Q, K, V = split(x·Wqkv + bqkv);  P = softmax(Q Kᵀ / sqrt(d) masked);  y = merge(P V)·Wproj + bproj.
 ///
+/// Incremental decoding (attn/kv_cache.hpp; beyond the reference): `make_cache(batch, capacity)` makes
+/// a cache of K and V `[batch, num_heads, capacity, embed_dim / num_heads]`; `forward(x, cache)` (or
+/// `forward(x, cache, active)`) appends the T tokens of x `[B, T, D_in]` to every active item and
+/// returns their outputs `[B, T, embed_dim]` (rows of inactive items are zeros), equal to the
+/// corresponding rows of a causal forward over each item's whole sequence. Attention over the cache is
+/// always causal. Errors leave the cache unchanged (ShapeError: see kv_cache.hpp).
+///
 /// Differences from the reference (deliberate):
 /// - The reference never checks D_in against embed_dim and builds its kernel from whatever comes
 ///   first; here the input width is the `input_dim` parameter (default `embed_dim`) and is checked.
@@ -23,6 +30,7 @@
 ///   (inference library); `dropout_rate` is validated and kept.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -35,6 +43,7 @@
 #include "attn/core/param.hpp"
 #include "attn/core/tensor.hpp"
 #include "attn/core/weights.hpp"
+#include "attn/kv_cache.hpp"
 #include "attn/layers/detail/layer_base.hpp"
 #include "attn/ops/linear.hpp"
 #include "attn/ops/masks.hpp"
@@ -128,8 +137,54 @@ public:
     return r;
   }
 
+  /// A KV cache for this layer: `batch` items of up to `capacity` tokens (kv_cache.hpp).
+  [[nodiscard]] KVCache<T> make_cache(Index batch, Index capacity, KVStorage storage = KVStorage::same) const {
+    return KVCache<T>(Config::type_name, batch, capacity, 1, config_.num_heads,
+                      config_.embed_dim / config_.num_heads, storage);
+  }
+  /// Appends the T tokens of x `[B, T, D_in]` to the active items of `cache` (all by default) and
+  /// returns their outputs `[B, T, embed_dim]`, causal over each item's cached and new tokens; rows of
+  /// inactive items are zeros. ShapeError (cache unchanged) per kv_cache.hpp.
+  template <class X>
+    requires TensorOf<X, T, 3>
+  [[nodiscard]] Tensor<T, 3> forward(const X& x, KVCache<T>& cache, const ActiveItems& active = {}) const {
+    return run_cached(view_of<T, 3>(x), cache, active);
+  }
+
 private:
   using Base::config_, Base::weights_;
+
+  Tensor<T, 3> run_cached(ConstTensorView<T, 3> x, KVCache<T>& cache, const ActiveItems& active) const {
+    check_input(shape_of(x));
+    this->check_weights();
+    const Index B = x.dimension(0), L = x.dimension(1), E = config_.embed_dim, H = config_.num_heads;
+    const Index d = E / H;
+    cache.check_step(Config::type_name, 1, H, d, B, L, active);
+    Tensor<T, 3> y(B, L, E);
+    y.setZero();
+    if (L == 0) return y;
+    ScratchFrame scratch;
+    T* qkv = scratch.get<T>(B * L * 3 * E);
+    T* ctx = scratch.get<T>(B * L * E);
+    std::fill_n(ctx, B * L * E, T(0));
+    ops::dense(x.data(), B * L, this->weight(slots_.qkv_kernel), this->optional_weight(slots_.qkv_bias), qkv);
+    std::vector<Index> lengths(cache.lengths().begin(), cache.lengths().end());
+    for (Index b = 0; b < B; ++b)
+      if (active[b]) {
+        cache.write(0, b, qkv + b * L * 3 * E + E, qkv + b * L * 3 * E + 2 * E, 3 * E, L);
+        lengths[static_cast<std::size_t>(b)] += L;
+      }
+    cache.visit([&](const auto* base) {
+      ops::cache_attention<T>(qkv, 3 * E, base + cache.offset(0, 0, 0, 0, 0), base + cache.offset(0, 1, 0, 0, 0), B,
+                              H, cache.capacity(), d, H, L, lengths.data(), active,
+                              static_cast<T>(1.0 / std::sqrt(double(d))), ctx, E);
+    });
+    cache.commit(L, active);
+    ops::dense(ctx, B * L, this->weight(slots_.proj_kernel), this->optional_weight(slots_.proj_bias), y.data());
+    for (Index b = 0; b < B; ++b)
+      if (!active[b]) std::fill_n(y.data() + b * L * E, L * E, T(0));
+    return y;
+  }
 
   struct Slots {
     WeightSlot qkv_kernel, qkv_bias, proj_kernel, proj_bias;

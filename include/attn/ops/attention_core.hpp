@@ -6,8 +6,10 @@
 /// Views, masks and weights follow heads.hpp and sdpa.hpp: Q [B, T, Hq, d], K [B, S, Hkv, d], V [B, S, Hkv, dv] and
 /// the output [B, T, Hq, dv] are strided views (a projection's output is read in place, the output is
 /// written in place); query head h reads K/V head h / (Hq / Hkv) (GQA/MQA without copies). The mask
-/// contract: causal is bottom-right aligned (query i sees key j iff j <= i + S - T); key_lengths[b]
-/// (clamped to [0, S]) masks keys j >= key_lengths[b]; `keep` is read through its strides (0
+/// contract: causal is bottom-right aligned per item (query i of item b sees key j iff
+/// j <= i + len_b - T, len_b = key_lengths[b] clamped to [0, S], or S without key lengths: the T
+/// queries are the last T positions of the item's own sequence, as in a ragged KV cache); key_lengths[b]
+/// masks keys j >= len_b; `keep` is read through its strides (0
 /// broadcasts) with true = attend; `bias` is added to the scaled logits (read through its strides, and
 /// with `bias_period` > 0 item b reads item b mod bias_period's: Swin's windows of several images share
 /// one bias per window position). A query row whose every key is
@@ -122,9 +124,10 @@ private:
     Index b, h, kh, i0, rows, len_b, end;  // end: one past the last key any row of the tile sees
   };
 
-  /// One past the last key query row i may see.
+  /// One past the last key query row i may see: causal is bottom-right aligned to the item's own key
+  /// length len_b (S without key lengths), so query i sits at position i + len_b - T.
   [[nodiscard]] Index key_end(Index len_b, Index i) const noexcept {
-    const Index e = mask_.causal ? std::clamp<Index>(i + (S_ - T_) + 1, 0, S_) : S_;
+    const Index e = mask_.causal ? std::clamp<Index>(i + (len_b - T_) + 1, 0, S_) : S_;
     return std::min(len_b, e);
   }
   [[nodiscard]] const bool* keep_row(const Tile& t, Index i) const noexcept {

@@ -19,7 +19,12 @@
 ///                                  refuse a rank-3 mask: NumPy broadcasting would read it as
 ///                                  `[H, T, S]`, attn's layers as `[B, T, S]`; pass rank 4 instead.
 ///   causal       `bool`            query i sees key j iff j <= i + S - T (bottom-right aligned, as
-///                                  for a KV cache); a layer whose config sets `causal` is causal
+///                                  for a KV cache); with key_lengths, aligned per item to the item's
+///                                  own length: j <= i + key_lengths[b] - T (the queries are the last
+///                                  T positions of each item, as in a ragged KV cache; ONNX's rule).
+///                                  A right-padded self-attention batch (queries padded like keys)
+///                                  passes its padding as a `KeyPaddingMask` instead, which keeps the
+///                                  alignment to S. A layer whose config sets `causal` is causal
 ///                                  whatever the call says
 ///   bias         `AttnBias<T>`     additive, added to the scaled logits; the shapes of `attn_mask`
 ///

@@ -11,8 +11,10 @@
 /// merged-heads layout.
 ///
 /// Masks (one contract): boolean `true` = attend; an additive bias is added to the scaled logits;
-/// causal masking is bottom-right aligned when T != S (query i sees key j iff j <= i + S - T);
-/// key_lengths[b] masks keys j >= key_lengths[b]. A query row whose every key is masked yields zeros.
+/// causal masking is bottom-right aligned when T != S (query i sees key j iff j <= i + S - T), and
+/// with key lengths per item to the item's own length (j <= i + key_lengths[b] - T: the queries are
+/// the last T positions of each item's sequence, as in a ragged KV cache); key_lengths[b] masks keys
+/// j >= key_lengths[b]. A query row whose every key is masked yields zeros.
 /// A masked key is excluded (a NaN or Inf behind the mask reaches no row); a NaN or Inf a row can see
 /// makes that row non-finite.
 #pragma once
@@ -52,7 +54,7 @@ void attention_reference(const HeadsView<T>& q, const HeadsView<T>& k, const Hea
                                      : nullptr;
         const T* bias = mask.bias ? mask.bias + mask.bias_item(b) * mask.bias_sb + h * mask.bias_sh + i * mask.bias_st
                                   : nullptr;
-        const Index causal_end = mask.causal ? std::clamp<Index>(i + (S - Tq) + 1, 0, S) : S;
+        const Index causal_end = mask.causal ? std::clamp<Index>(i + (len_b - Tq) + 1, 0, S) : S;
         T row_max = neg_inf;
         bool any_allowed = false, nan = false;
         for (Index j = 0; j < S; ++j) {
@@ -89,7 +91,7 @@ void attention_reference(const HeadsView<T>& q, const HeadsView<T>& k, const Hea
         for (Index i = 0; i < Tq; ++i) {
           const bool* keep = mask.keep ? mask.keep + b * mask.keep_sb + h * mask.keep_sh + i * mask.keep_st
                                        : nullptr;
-          const Index causal_end = mask.causal ? std::clamp<Index>(i + (S - Tq) + 1, 0, S) : S;
+          const Index causal_end = mask.causal ? std::clamp<Index>(i + (len_b - Tq) + 1, 0, S) : S;
           O.row(i).setZero();
           for (Index j = 0; j < std::min(len_b, causal_end); ++j)
             if (keep == nullptr || keep[j]) O.row(i) += p(i, j) * V.row(j);
