@@ -12,7 +12,8 @@
 /// derives from `AttentionMasks<T>`): `key_padding` `[B, S]`, `key_lengths` `[B]`, `attn_mask` and
 /// `bias` of rank 2 `[T, S]`, 3 `[B, T, S]` (rank-3 inputs only: for rank-4 inputs NumPy would read it
 /// as `[H, T, S]`, so it is refused) or 4 `[B, H, T, S]` (extents B, H, T may be 1), `causal`
-/// bottom-right aligned when T != S (query i sees key j iff j <= i + S - T, as for a KV cache).
+/// bottom-right aligned when T != S (query i sees key j iff j <= i + S - T, as for a KV cache; with
+/// `key_lengths`, S is each item's own length).
 /// A query row whose every key is masked yields zeros (and zero weights), never NaN. Deliberate
 /// difference from PyTorch: rank-1 masks and rank-3 masks on rank-4 inputs are ShapeErrors rather
 /// than NumPy broadcasts, so that one shape never means two things.

@@ -80,7 +80,7 @@ struct CrossAttentionConfig {
                  .choices = initializer_names,
                  .doc = "Initializer of the biases."},
         Field<C>{.name = "causal", .member = member<&C::causal>,
-                 .doc = "Mask future keys, bottom-right aligned (query i sees keys j <= i + S - T)."},
+                 .doc = "Mask future keys, bottom-right aligned (query i sees keys j <= i + S - T; with key lengths, S is the item's length)."},
     };
   }
   void check(Problems& p) const {
