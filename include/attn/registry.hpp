@@ -11,6 +11,7 @@
 
 #include "attn/core/param.hpp"
 #include "attn/layers/activation_by_name.hpp"
+#include "attn/layers/adaptive_multi_head.hpp"
 #include "attn/layers/anchor.hpp"
 #include "attn/layers/anti_alias_downsample.hpp"
 #include "attn/layers/batchnorm_with_activation.hpp"
@@ -94,7 +95,9 @@ using Registry = LayerTypes<
     PositionalEncodingFourier,             // positional_encoding_fourier
     RelativePositionalEmbedding,            // relative_positional_embedding
     // beyond the reference registry: the network of the seed notes
-    ContextAttention                 // context_attention
+    ContextAttention,                // context_attention
+    // the rest of the sequence layers of the reference module
+    AdaptiveMultiHeadAttention       // adaptive_multi_head
 >;
 // clang-format on
 
