@@ -16,6 +16,7 @@
 #include "attn/layers/anti_alias_downsample.hpp"
 #include "attn/layers/batchnorm_with_activation.hpp"
 #include "attn/layers/bias_positional_embedding.hpp"
+#include "attn/layers/capsule_routing.hpp"
 #include "attn/layers/cbam.hpp"
 #include "attn/layers/channel.hpp"
 #include "attn/layers/channel_affine.hpp"
@@ -97,7 +98,8 @@ using Registry = LayerTypes<
     // beyond the reference registry: the network of the seed notes
     ContextAttention,                // context_attention
     // the rest of the sequence layers of the reference module
-    AdaptiveMultiHeadAttention       // adaptive_multi_head
+    AdaptiveMultiHeadAttention,      // adaptive_multi_head
+    CapsuleRoutingSelfAttention      // capsule_routing
 >;
 // clang-format on
 
