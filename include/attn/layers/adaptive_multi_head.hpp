@@ -66,8 +66,10 @@
 ///   `flash_attention` only raises the reference's two errors (the reference never uses it either).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
+#include <initializer_list>
 #include <cstdint>
 #include <optional>
 #include <span>
