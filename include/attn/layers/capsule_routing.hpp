@@ -38,9 +38,9 @@
 ///   Z = A + Vert (if use_vertical_routing) + Horz (if use_horizontal_routing) (+ bias)
 ///   y = merge(softmax(Z, masked) V)·W_o + b_o
 /// The routing terms need the whole logit map: one `[h, T, T]` buffer per batch item (items one at a
-/// time) plus `[T, T]` for v_t; the terms then reach the attention core as its additive bias (the core
-/// recomputes Q Kᵀ, masks and normalises). Cost: the positional term routes t + 1 rows of length T for
-/// every row t, O(h·T³·R) per item.
+/// time) plus two `[T, T]` (v_t and the vertical softmax normalisers); the terms then reach the
+/// attention core as its additive bias (the core recomputes Q Kᵀ, masks and normalises). Cost: the
+/// positional term routes t + 1 rows of length T for every row t, O(h·T³·R) per item.
 ///
 /// Errors: ConfigError with the reference's messages (`Parameter 'num_heads' must be positive, got 0`,
 /// `key_dim must be positive, got 0`, `value_dim must be positive, got 0`, `Parameter 'dropout' must
@@ -208,7 +208,7 @@ public:
         detail::capsule_route(a + t * L, H, L, LL, R, eps, vt.data() + t * L, beta, c);
       });
     }
-    std::vector<T> wsum, bvert;  // Σ_o W_vert[o, j] and b_vert
+    std::vector<T> wsum, bvert, lse;  // Σ_o W_vert[o, j], b_vert, log Σ_j exp(g[t, s, j]) per (t, s)
     if (vert) {
       const Weight<T>& w = this->weight(slots_.vert_weights);
       wsum.assign(static_cast<std::size_t>(H), T(0));
@@ -216,13 +216,26 @@ public:
         for (Index j = 0; j < H; ++j) wsum[static_cast<std::size_t>(j)] += w.data[static_cast<std::size_t>(o * H + j)];
       bvert.assign(static_cast<std::size_t>(H), T(0));
       if (const Weight<T>* b = this->optional_weight(slots_.vert_bias)) bvert = b->data;
+      lse.resize(static_cast<std::size_t>(LL));
+      parallel_for_dynamic(L, [&](std::int64_t t) {
+        for (Index s = 0; s < L; ++s) {
+          const T v = vt[static_cast<std::size_t>(t * L + s)];
+          T mx = -std::numeric_limits<T>::infinity();
+          for (Index j = 0; j < H; ++j)
+            mx = std::max(mx, v * wsum[static_cast<std::size_t>(j)] + bvert[static_cast<std::size_t>(j)]);
+          T sum = 0;
+          for (Index j = 0; j < H; ++j)
+            sum += std::exp(v * wsum[static_cast<std::size_t>(j)] + bvert[static_cast<std::size_t>(j)] - mx);
+          lse[static_cast<std::size_t>(t * L + s)] = mx + std::log(sum);
+        }
+      });
     }
     // per head, rows from the last to the first: the positional term of row t reads the raw rows
     // 0..t, which are still in place, then row t is overwritten by its terms
     parallel_for_dynamic(H, [&](std::int64_t hh) {
       const Index i = static_cast<Index>(hh);
       T* ai = a + i * LL;
-      std::vector<T> beta, c, row(static_cast<std::size_t>(L)), g(static_cast<std::size_t>(H));
+      std::vector<T> beta, c, row(static_cast<std::size_t>(L));
       for (Index t = L - 1; t >= 0; --t) {
         T* out = ai + t * L;
         std::fill(row.begin(), row.end(), T(0));
@@ -231,18 +244,11 @@ public:
           else if (t == 0) std::copy_n(out, L, row.begin());
           else detail::capsule_route(ai, t + 1, L, L, R, eps, row.data(), beta, c);
         }
-        if (vert) {
+        if (vert) {  // π[t, s, i] · v_t[s] with π = softmax_j(g), g = v_t[s]·Σ_o W[o, :] + b
           const T* v = vt.data() + t * L;
-          for (Index s = 0; s < L; ++s) {
-            T mx = -std::numeric_limits<T>::infinity();
-            for (Index j = 0; j < H; ++j) {
-              g[static_cast<std::size_t>(j)] = v[s] * wsum[static_cast<std::size_t>(j)] + bvert[static_cast<std::size_t>(j)];
-              mx = std::max(mx, g[static_cast<std::size_t>(j)]);
-            }
-            T sum = 0;
-            for (Index j = 0; j < H; ++j) sum += std::exp(g[static_cast<std::size_t>(j)] - mx);
-            row[static_cast<std::size_t>(s)] += std::exp(g[static_cast<std::size_t>(i)] - mx) / sum * v[s];
-          }
+          const T* ls = lse.data() + t * L;
+          const T wi = wsum[static_cast<std::size_t>(i)], bi = bvert[static_cast<std::size_t>(i)];
+          for (Index s = 0; s < L; ++s) row[static_cast<std::size_t>(s)] += std::exp(v[s] * wi + bi - ls[s]) * v[s];
         }
         std::copy(row.begin(), row.end(), out);
       }
