@@ -286,6 +286,11 @@ TEST_CASE("adaptive_multi_head: equals an independent loop implementation, with 
   attn::AttentionMasks<double> bm;
   bm.bias = shift;
   ATTN_REQUIRE_CLOSE(s.forward(x, x, bm), s.forward(x, x), 1e-12, 1e-13);
+  // that [B, H, T, S] buffer is checked against the allocation limit
+  const std::size_t limit = attn::allocation_limit();
+  attn::set_allocation_limit(64);
+  REQUIRE_THROWS_WITH(s.forward(x, x, bm), Catch::Contains("the additive bias divided by the temperatures"));
+  attn::set_allocation_limit(limit);
 }
 
 TEST_CASE("adaptive_multi_head: temperatures pinned to 1 give plain multi-head attention", "[adaptive_multi_head]") {

@@ -81,6 +81,7 @@
 
 #include "attn/core/error.hpp"
 #include "attn/core/init.hpp"
+#include "attn/core/limits.hpp"
 #include "attn/core/param.hpp"
 #include "attn/core/scratch.hpp"
 #include "attn/core/tensor.hpp"
@@ -370,6 +371,9 @@ private:
     ops::AttentionMask<T> m = bound.core;
     std::vector<T> bias_tau;
     if (m.bias != nullptr) {  // bias/τ per row: the one [B, H, T, S] buffer of this layer
+      check_allocation(fmt::format("{}: the additive bias divided by the temperatures, [{}, {}, {}, {}],", Config::type_name,
+                                   B, H, Tq, S),
+                       checked_shape_size({B, H, Tq, S}), sizeof(T), std::string(Config::type_name));
       bias_tau.resize(static_cast<std::size_t>(B * H * Tq * S));
       for (Index b = 0; b < B; ++b)
         for (Index h = 0; h < H; ++h)
