@@ -11,10 +11,12 @@
 
 #include "attn/core/param.hpp"
 #include "attn/layers/activation_by_name.hpp"
+#include "attn/layers/adaptive_multi_head.hpp"
 #include "attn/layers/anchor.hpp"
 #include "attn/layers/anti_alias_downsample.hpp"
 #include "attn/layers/batchnorm_with_activation.hpp"
 #include "attn/layers/bias_positional_embedding.hpp"
+#include "attn/layers/capsule_routing.hpp"
 #include "attn/layers/cbam.hpp"
 #include "attn/layers/channel.hpp"
 #include "attn/layers/channel_affine.hpp"
@@ -110,6 +112,9 @@ using Registry = LayerTypes<
     ConvRelativePositionalEncoding,         // conv_relative_positional_encoding
     // beyond the reference registry: the network of the seed notes
     ContextAttention,                // context_attention
+    // the rest of the sequence layers of the reference module
+    AdaptiveMultiHeadAttention,      // adaptive_multi_head
+    CapsuleRoutingSelfAttention,     // capsule_routing
     // the global attention blocks of KCAM (spec kcam_attention_layers.md §5), in the order of their issue
     MultiHeadSelfAttention,                      // multi_head_self_attention
     CrossCovarianceAttention,                    // cross_covariance_attention
