@@ -44,13 +44,6 @@ std::pair<attn::Tensor<double, 3>, attn::Tensor<double, 4>> naive(const L& layer
   return {y, p};
 }
 
-void randomize(L& layer, std::uint64_t seed) {
-  for (auto& w : layer.parameters()) {
-    const auto r = random_tensor<double, 1>({static_cast<Index>(w.data.size())}, seed++);
-    for (std::size_t i = 0; i < w.data.size(); ++i) w.data[i] = 0.5 * r(static_cast<Index>(i));
-  }
-}
-
 attn::Tensor<double, 3> tokens_of(const attn::Tensor<double, 4>& x) {
   attn::Tensor<double, 3> t(x.dimension(0), x.dimension(1) * x.dimension(2), x.dimension(3));
   std::copy(x.data(), x.data() + x.size(), t.data());
@@ -118,7 +111,7 @@ TEST_CASE("mhsa_with_multi_head_relative_position_embedding: equals an independe
   for (const auto& c : configs) {
     INFO("config " << seed);
     L layer(c, seed);
-    randomize(layer, 100 * seed);
+    randomize_weights(layer, 100 * seed);
     const auto x = random_tensor<double, 4>({2, c.input_shape[0], c.input_shape[1], c.input_shape[2]}, seed);
     const auto r = layer.forward_with_weights(x);
     const auto [y, p] = naive(layer, x);
@@ -131,7 +124,7 @@ TEST_CASE("mhsa_with_multi_head_relative_position_embedding: equals an independe
 TEST_CASE("mhsa_with_multi_head_relative_position_embedding: a zero table gives UniFormer's plain MHSA",
           "[mhsa_with_multi_head_relative_position_embedding]") {
   L layer({.input_shape = {4, 6, 12}, .num_heads = 3, .out_bias = true}, 5);
-  randomize(layer, 50);
+  randomize_weights(layer, 50);
   auto& table = layer.parameters()[1];
   std::fill(table.data.begin(), table.data.end(), 0.0);
   auto plain = attn::create_attention_layer<double>("multi_head_self_attention",
@@ -171,13 +164,7 @@ TEST_CASE("mhsa_with_multi_head_relative_position_embedding: 1 and 2 threads giv
   attn::MhsaWithMultiHeadRelativePositionEmbedding<float> layer({.input_shape = {14, 13, 64}}, 2);
   for (auto& v : layer.parameters()[1].data) v = 0.25f;
   const auto x = random_tensor<float, 4>({2, 14, 13, 64}, 8);
-  const int saved = attn::num_threads();
-  attn::set_num_threads(1);
-  const auto a = layer.forward(x);
-  attn::set_num_threads(2);
-  const auto b = layer.forward(x);
-  attn::set_num_threads(saved);
-  REQUIRE(std::equal(a.data(), a.data() + a.size(), b.data()));
+  REQUIRE(same_bits_for_1_and_2_threads([&] { return layer.forward(x); }));
 }
 
 // ---- golden parity (tools/golden/mhsa_with_multi_head_relative_position_embedding.py, tests/data/<type>/) ----

@@ -54,13 +54,6 @@ std::pair<attn::Tensor<double, 3>, attn::Tensor<double, 4>> naive(const L& layer
   return {y, p};
 }
 
-void randomize(L& layer, std::uint64_t seed) {
-  for (auto& w : layer.parameters()) {
-    const auto r = random_tensor<double, 1>({static_cast<Index>(w.data.size())}, seed++);
-    for (std::size_t i = 0; i < w.data.size(); ++i) w.data[i] = 0.5 * r(static_cast<Index>(i));
-  }
-}
-
 attn::Tensor<double, 3> tokens_of(const attn::Tensor<double, 4>& x) {
   attn::Tensor<double, 3> t(x.dimension(0), x.dimension(1) * x.dimension(2), x.dimension(3));
   std::copy(x.data(), x.data() + x.size(), t.data());
@@ -120,7 +113,7 @@ TEST_CASE("mhsa_with_relative_position_embedding: equals an independent loop imp
   for (const auto& c : configs) {
     INFO("config " << seed);
     L layer(c, seed);
-    randomize(layer, 100 * seed);
+    randomize_weights(layer, 100 * seed);
     const auto x = random_tensor<double, 4>({2, c.input_shape[0], c.input_shape[1], c.input_shape[2]}, seed);
     const auto r = layer.forward_with_weights(x);
     const auto [y, p] = naive(layer, x);
@@ -133,7 +126,7 @@ TEST_CASE("mhsa_with_relative_position_embedding: equals an independent loop imp
 TEST_CASE("mhsa_with_relative_position_embedding: zero position tables give UniFormer's plain MHSA",
           "[mhsa_with_relative_position_embedding]") {
   L layer({.input_shape = {4, 6, 12}, .num_heads = 3, .out_shape = 9, .out_bias = true}, 5);
-  randomize(layer, 50);
+  randomize_weights(layer, 50);
   for (auto& w : layer.parameters())
     if (w.name.starts_with("pos_emb/")) std::fill(w.data.begin(), w.data.end(), 0.0);
   auto plain = attn::create_attention_layer<double>(
@@ -172,13 +165,7 @@ TEST_CASE("mhsa_with_relative_position_embedding: 1 and 2 threads give bit-ident
           "[mhsa_with_relative_position_embedding][threads]") {
   const attn::MhsaWithRelativePositionEmbedding<float> layer({.input_shape = {14, 13, 64}}, 2);
   const auto x = random_tensor<float, 4>({2, 14, 13, 64}, 8);
-  const int saved = attn::num_threads();
-  attn::set_num_threads(1);
-  const auto a = layer.forward(x);
-  attn::set_num_threads(2);
-  const auto b = layer.forward(x);
-  attn::set_num_threads(saved);
-  REQUIRE(std::equal(a.data(), a.data() + a.size(), b.data()));
+  REQUIRE(same_bits_for_1_and_2_threads([&] { return layer.forward(x); }));
 }
 
 // ---- golden parity (tools/golden/mhsa_with_relative_position_embedding.py, tests/data/<type>/) ----

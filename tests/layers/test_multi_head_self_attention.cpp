@@ -42,13 +42,6 @@ std::pair<attn::Tensor<double, 3>, attn::Tensor<double, 4>> naive(const L& layer
   return {y, p};
 }
 
-void randomize(L& layer, std::uint64_t seed) {
-  for (auto& w : layer.parameters()) {
-    const auto r = random_tensor<double, 1>({static_cast<Index>(w.data.size())}, seed++);
-    for (std::size_t i = 0; i < w.data.size(); ++i) w.data[i] = 0.5 * r(static_cast<Index>(i));
-  }
-}
-
 attn::Tensor<double, 3> tokens_of(const attn::Tensor<double, 4>& x) {
   attn::Tensor<double, 3> t(x.dimension(0), x.dimension(1) * x.dimension(2), x.dimension(3));
   std::copy(x.data(), x.data() + x.size(), t.data());
@@ -107,7 +100,7 @@ TEST_CASE("multi_head_self_attention: equals an independent loop implementation"
   for (const auto& c : configs) {
     INFO("config " << seed);
     L layer(c, seed);
-    randomize(layer, 100 * seed);
+    randomize_weights(layer, 100 * seed);
     const auto x = random_tensor<double, 4>({2, 7, 9, c.channels}, seed);
     const auto r = layer.forward_with_weights(x);
     const auto [y, p] = naive(layer, tokens_of(x), nullptr);
@@ -159,13 +152,7 @@ TEST_CASE("multi_head_self_attention: 1 and 2 threads give bit-identical results
           "[multi_head_self_attention][threads]") {
   const attn::MultiHeadSelfAttention<float> layer({.channels = 64, .num_heads = 4}, 2);
   const auto x = random_tensor<float, 4>({2, 15, 13, 64}, 8);
-  const int saved = attn::num_threads();
-  attn::set_num_threads(1);
-  const auto a = layer.forward(x);
-  attn::set_num_threads(2);
-  const auto b = layer.forward(x);
-  attn::set_num_threads(saved);
-  REQUIRE(std::equal(a.data(), a.data() + a.size(), b.data()));
+  REQUIRE(same_bits_for_1_and_2_threads([&] { return layer.forward(x); }));
 }
 
 // ---- golden parity (tools/golden/multi_head_self_attention.py, tests/data/multi_head_self_attention/) ----

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 namespace attn_test {
 
@@ -26,6 +27,16 @@ attn::AnyTensor<T> random_any(const Shape& shape, std::uint64_t seed, double sca
 template <class T, int R>
 attn::Tensor<T, R> random_tensor(const Shape& shape, std::uint64_t seed, double scale = 1.0) {
   return random_any<T>(shape, seed, scale).template to_tensor<R>();
+}
+
+/// Every weight of `layer`, in parameters() order, set to scale·U[-1, 1) drawn from seed, seed + 1, ...
+/// (one seed per weight; the values random_tensor gives for the same seeds, times scale).
+template <class L>
+void randomize_weights(L& layer, std::uint64_t seed, double scale = 0.5) {
+  for (auto& w : layer.parameters()) {
+    attn::Rng rng(seed++);
+    for (auto& v : w.data) v = static_cast<std::decay_t<decltype(v)>>(scale * rng.uniform(-1.0, 1.0));
+  }
 }
 
 /// Required parameters of config C set to their documented example values.

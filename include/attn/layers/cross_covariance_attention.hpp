@@ -99,9 +99,11 @@ static_assert(config_table_is_sound<CrossCovarianceAttentionConfig>());
 
 template <class T = float>
 class CrossCovarianceAttention
-    : public LayerBase<CrossCovarianceAttention<T>, CrossCovarianceAttentionConfig, T> {
+    : public LayerBase<CrossCovarianceAttention<T>, CrossCovarianceAttentionConfig, T>,
+      public detail::global::MapOrTokensDoor<CrossCovarianceAttention<T>, T> {
   using Base = LayerBase<CrossCovarianceAttention, CrossCovarianceAttentionConfig, T>;
   friend Base;
+  friend detail::global::MapOrTokensDoor<CrossCovarianceAttention<T>, T>;
 
 public:
   using Config = CrossCovarianceAttentionConfig;
@@ -118,33 +120,8 @@ public:
   }
   static std::vector<Shape> example_input_shapes(const Config& c) { return {{2, 3, 5, c.channels}}; }
 
-  /// out `[B, H, W, D]` of x `[B, H, W, C]`.
-  template <class X>
-    requires TensorOf<X, T, 4>
-  [[nodiscard]] Tensor<T, 4> forward(const X& x) const {
-    return run<4>(view_of<T, 4>(x), nullptr);
-  }
-  /// out `[B, N, D]` of tokens x `[B, N, C]`.
-  template <class X>
-    requires TensorOf<X, T, 3>
-  [[nodiscard]] Tensor<T, 3> forward(const X& x) const {
-    return run<3>(view_of<T, 3>(x), nullptr);
-  }
-  /// The output and the attention weights `[B, num_heads, d, d]`.
-  template <class X>
-    requires TensorOf<X, T, 4>
-  [[nodiscard]] FeatureMapResult<T> forward_with_weights(const X& x) const {
-    FeatureMapResult<T> r;
-    r.output = run<4>(view_of<T, 4>(x), &r.weights);
-    return r;
-  }
-  template <class X>
-    requires TensorOf<X, T, 3>
-  [[nodiscard]] AttentionResult<T> forward_with_weights(const X& x) const {
-    AttentionResult<T> r;
-    r.output = run<3>(view_of<T, 3>(x), &r.weights);
-    return r;
-  }
+  // forward(x) and forward_with_weights(x) (weights `[B, num_heads, d, d]`) for x `[B, H, W, C]` or tokens `[B, N, C]`:
+  // detail::global::MapOrTokensDoor.
 
 private:
   using Base::config_, Base::weights_;

@@ -136,9 +136,11 @@ static_assert(config_table_is_sound<MhsaWithMultiHeadPositionConfig>());
 
 
 template <class T = float>
-class MhsaWithMultiHeadPosition : public LayerBase<MhsaWithMultiHeadPosition<T>, MhsaWithMultiHeadPositionConfig, T> {
+class MhsaWithMultiHeadPosition : public LayerBase<MhsaWithMultiHeadPosition<T>, MhsaWithMultiHeadPositionConfig, T>,
+                                  public detail::global::MapOrTokensDoor<MhsaWithMultiHeadPosition<T>, T> {
   using Base = LayerBase<MhsaWithMultiHeadPosition, MhsaWithMultiHeadPositionConfig, T>;
   friend Base;
+  friend detail::global::MapOrTokensDoor<MhsaWithMultiHeadPosition<T>, T>;
 
 public:
   using Config = MhsaWithMultiHeadPositionConfig;
@@ -171,33 +173,8 @@ public:
     return out;
   }
 
-  /// out `[B, H, W, output_dim]` of x `[B, H, W, C]`.
-  template <class X>
-    requires TensorOf<X, T, 4>
-  [[nodiscard]] Tensor<T, 4> forward(const X& x) const {
-    return run<4>(view_of<T, 4>(x), nullptr);
-  }
-  /// out `[B, N, output_dim]` of tokens `[B, N, C]`.
-  template <class X>
-    requires TensorOf<X, T, 3>
-  [[nodiscard]] Tensor<T, 3> forward(const X& x) const {
-    return run<3>(view_of<T, 3>(x), nullptr);
-  }
-  /// The output and the attention weights `[B, num_heads, N, N]`.
-  template <class X>
-    requires TensorOf<X, T, 4>
-  [[nodiscard]] FeatureMapResult<T> forward_with_weights(const X& x) const {
-    FeatureMapResult<T> r;
-    r.output = run<4>(view_of<T, 4>(x), &r.weights);
-    return r;
-  }
-  template <class X>
-    requires TensorOf<X, T, 3>
-  [[nodiscard]] AttentionResult<T> forward_with_weights(const X& x) const {
-    AttentionResult<T> r;
-    r.output = run<3>(view_of<T, 3>(x), &r.weights);
-    return r;
-  }
+  // forward(x) and forward_with_weights(x) (weights `[B, num_heads, N, N]`) for x `[B, H, W, C]` or tokens `[B, N, C]`:
+  // detail::global::MapOrTokensDoor.
 
 private:
   using Base::config_, Base::weights_;

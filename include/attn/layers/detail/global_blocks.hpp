@@ -35,6 +35,7 @@
 #include "attn/core/tensor.hpp"
 #include "attn/core/weights.hpp"
 #include "attn/layers/detail/layer_base.hpp"
+#include "attn/layers/detail/vision_layers.hpp"
 #include "attn/ops/heads.hpp"
 #include "attn/ops/linear.hpp"
 #include "attn/ops/norm.hpp"
@@ -183,5 +184,44 @@ ops::HeadsView<T> interleaved(const T* base, Index batch, Index len, Index heads
                               Index head_stride) {
   return {base, batch, len, heads, dim, len * ld, ld, head_stride};
 }
+
+/// The forward door of a block that takes a feature map `[B, H, W, C]` or tokens `[B, N, C]`:
+/// `forward` and `forward_with_weights` (the weights `[B, heads, ·, ·]`) for both ranks, over the
+/// block's `template <int R> Tensor<T, R> run(const ConstTensorView<T, R>&, Tensor<T, 4>* weights)
+/// const` (a friend of this class when private).
+template <class Block, class T>
+class MapOrTokensDoor {
+public:
+  /// out `[B, H, W, ·]` of x `[B, H, W, C]`.
+  template <class X>
+    requires TensorOf<X, T, 4>
+  [[nodiscard]] Tensor<T, 4> forward(const X& x) const {
+    return block().template run<4>(view_of<T, 4>(x), nullptr);
+  }
+  /// out `[B, N, ·]` of tokens x `[B, N, C]`.
+  template <class X>
+    requires TensorOf<X, T, 3>
+  [[nodiscard]] Tensor<T, 3> forward(const X& x) const {
+    return block().template run<3>(view_of<T, 3>(x), nullptr);
+  }
+  /// The output and the attention weights.
+  template <class X>
+    requires TensorOf<X, T, 4>
+  [[nodiscard]] FeatureMapResult<T> forward_with_weights(const X& x) const {
+    FeatureMapResult<T> r;
+    r.output = block().template run<4>(view_of<T, 4>(x), &r.weights);
+    return r;
+  }
+  template <class X>
+    requires TensorOf<X, T, 3>
+  [[nodiscard]] AttentionResult<T> forward_with_weights(const X& x) const {
+    AttentionResult<T> r;
+    r.output = block().template run<3>(view_of<T, 3>(x), &r.weights);
+    return r;
+  }
+
+private:
+  [[nodiscard]] const Block& block() const noexcept { return static_cast<const Block&>(*this); }
+};
 
 }  // namespace attn::detail::global
