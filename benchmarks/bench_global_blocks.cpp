@@ -4,6 +4,8 @@
 //   mhsa_with_relative_position_embedding            BoTNet    14x14x1024, 4 heads, no output projection
 //   mhsa_with_multi_head_relative_position_embedding CoAtNet   14x14x384, 12 heads
 //   mhsa_with_multi_head_position_and_strides        LeViT     14x14x256 -> 7x7x384, 16 heads of 16, ratio 4
+//   light_mhsa_with_multi_head_relative_position_embedding
+//                                                    CMT       28x28x128, 2 heads, sr_ratio 4 (keys on 7x7)
 // GFLOP/s count the matrix products (projections, Q·Kᵀ, P·V and BoTNet's position logits), 2 per
 // multiply-add, as global_block_flops in bench_global_blocks.hpp.
 //
@@ -11,6 +13,7 @@
 #include <cstdint>
 
 #include <attn/layers/cross_covariance_attention.hpp>
+#include <attn/layers/light_mhsa_with_multi_head_relative_position_embedding.hpp>
 #include <attn/layers/mhsa_with_multi_head_position_and_strides.hpp>
 #include <attn/layers/mhsa_with_multi_head_relative_position_embedding.hpp>
 #include <attn/layers/mhsa_with_relative_position_embedding.hpp>
@@ -75,6 +78,13 @@ void BM_global_levit_subsample(benchmark::State& state) {
   run(state, layer, feature_map(8, 14, 14, 256), GlobalBlock::levit_subsample);
 }
 
+void BM_global_cmt(benchmark::State& state) {
+  attn::LightMhsaWithMultiHeadRelativePositionEmbedding<float> layer(
+      {.input_shape = {28, 28, 128}, .num_heads = 2, .sr_ratio = 4});
+  randomize(layer);
+  run(state, layer, feature_map(8, 28, 28, 128), GlobalBlock::cmt);
+}
+
 void threads(benchmark::internal::Benchmark* b) {
   b->ArgNames({"threads"})->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 }
@@ -83,6 +93,7 @@ BENCHMARK(BM_global_xca)->Apply(threads);
 BENCHMARK(BM_global_botnet)->Apply(threads);
 BENCHMARK(BM_global_coatnet)->Apply(threads);
 BENCHMARK(BM_global_levit_subsample)->Apply(threads);
+BENCHMARK(BM_global_cmt)->Apply(threads);
 
 }  // namespace
 

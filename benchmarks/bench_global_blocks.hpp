@@ -1,13 +1,14 @@
 // Shapes and work counts of the global attention blocks' benchmarks, shared by attn_bench_global_blocks
 // and the libtorch sibling (bench_torch.cpp): the matrix products of one forward at B = 8, 2 flops per
-// multiply-add (projections, Q·Kᵀ, P·V, and BoTNet's position logits q·r_height, q·r_width).
+// multiply-add (projections, Q·Kᵀ, P·V, and BoTNet's position logits q·r_height, q·r_width; not CMT's
+// depthwise reduction, 2·B·C·H·W flops, under 0.3% of its count).
 #pragma once
 
 #include <cstdint>
 
 namespace attn_bench {
 
-enum class GlobalBlock { xca, botnet, coatnet, levit_subsample };
+enum class GlobalBlock { xca, botnet, coatnet, levit_subsample, cmt };
 
 inline constexpr std::int64_t kGlobalBatch = 8;
 
@@ -30,6 +31,10 @@ inline double global_block_flops(GlobalBlock which) {
       const double n = 14 * 14, nq = 7 * 7, c = 256, hd = 16 * 16, r = 4, o = 384;
       return b * (2 * nq * c * hd + 2 * n * c * (r + 1) * hd + 2 * nq * n * hd + 2 * nq * n * r * hd +
                   2 * nq * r * hd * o);
+    }
+    case GlobalBlock::cmt: {  // 28x28x128, 2 heads of 64, sr_ratio 4: keys and values on 7x7
+      const double n = 28 * 28, nk = 7 * 7, m = b * n, c = 128;
+      return 2 * m * c * c + 2 * b * nk * c * 2 * c + 2 * 2 * m * nk * c + 2 * m * c * c;
     }
   }
   return 0;

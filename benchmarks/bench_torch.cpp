@@ -143,6 +143,7 @@ struct GlobalBlockProblem {
   attn_bench::GlobalBlock which;
   torch::Tensor x, wqkv, bqkv, wout, bout, temp, rh, rw, table, index, wq, wkv, bn_scale_q, bn_shift_q, bn_scale_kv,
       bn_shift_kv, bn_scale_o, bn_shift_o;
+  torch::Tensor sr_kernel, ln_gamma, ln_beta;  // CMT's key/value reduction: depthwise 4x4 stride 4, LayerNorm
   std::int64_t H = 0, W = 0, C = 0, h = 0, d = 0;
 
   static torch::Tensor small(std::vector<std::int64_t> shape) { return (torch::rand(shape) * 2 - 1) * 0.05; }
@@ -165,6 +166,7 @@ struct GlobalBlockProblem {
       case G::botnet: H = W = 14; C = 1024; h = 4; break;
       case G::coatnet: H = W = 14; C = 384; h = 12; break;
       case G::levit_subsample: H = W = 14; C = 256; h = 16; break;
+      case G::cmt: H = W = 28; C = 128; h = 2; break;
     }
     d = which == G::levit_subsample ? 16 : C / h;
     x = torch::rand({B, H, W, C}) * 2 - 1;
@@ -180,6 +182,19 @@ struct GlobalBlockProblem {
       // LeViT's index: query grid 7x7 at stride 2, key grid 14x14
       auto p = torch::arange(49).unsqueeze(1), m = torch::arange(N).unsqueeze(0);
       index = ((m % 14 - 2 * (p % 7)).abs() + 14 * (m.div(14, "floor") - 2 * p.div(7, "floor")).abs()).flatten();
+      return;
+    }
+    if (which == G::cmt) {  // sr_ratio 4: keys and values on 7x7; KCAM's index, its last 49 columns
+      wq = small({C, C});
+      sr_kernel = small({C, 1, 4, 4});
+      ln_gamma = 1 + small({C}), ln_beta = small({C});
+      wkv = small({C, 2 * C});
+      wout = small({C, C});
+      table = small({h, (2 * H - 1) * (2 * W - 1)});
+      auto p = torch::arange(N), m = torch::arange(N - 49, N);
+      auto a = p % H, b = p.div(H, "floor"), ak = m % H, bk = m.div(H, "floor");
+      index = ((a.unsqueeze(1) - ak.unsqueeze(0) + H - 1) + (b.unsqueeze(1) - bk.unsqueeze(0) + W - 1) * (2 * H - 1))
+                  .flatten();
       return;
     }
     wqkv = small({C, 3 * C});
@@ -211,6 +226,20 @@ struct GlobalBlockProblem {
       auto attn = torch::softmax(torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(d))) + bias, -1);
       auto y = torch::hardswish(torch::matmul(attn, v).permute({0, 2, 1, 3}).reshape({B * 49, 4 * h * d}));
       return torch::matmul(y, wout) * bn_scale_o + bn_shift_o;
+    }
+    if (which == G::cmt) {
+      auto q = torch::matmul(tokens, wq).view({B, N, h, d}).permute({0, 2, 1, 3});
+      auto red = torch::conv2d(x.permute({0, 3, 1, 2}), sr_kernel, torch::Tensor(), torch::IntArrayRef{4, 4},
+                               torch::IntArrayRef{0, 0}, torch::IntArrayRef{1, 1}, C)
+                     .permute({0, 2, 3, 1});
+      red = torch::layer_norm(red, {C}, ln_gamma, ln_beta, 1e-5).reshape({B * 49, C});
+      auto kv = torch::matmul(red, wkv).view({B, 49, 2, h, d});
+      auto k = kv.select(2, 0).permute({0, 2, 1, 3});
+      auto v = kv.select(2, 1).permute({0, 2, 1, 3});
+      auto scores = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(d))) +
+                    table.index_select(1, index).view({h, N, 49});
+      auto y = torch::matmul(torch::softmax(scores, -1), v).permute({0, 2, 1, 3}).reshape({B * N, C});
+      return torch::matmul(y, wout);
     }
     auto t = which == G::xca ? torch::addmm(bqkv, tokens, wqkv) : torch::matmul(tokens, wqkv);
     t = t.view({B, N, 3, h, d});
@@ -258,6 +287,7 @@ BENCHMARK_CAPTURE(BM_torch_global, xca, attn_bench::GlobalBlock::xca)->Apply(glo
 BENCHMARK_CAPTURE(BM_torch_global, botnet, attn_bench::GlobalBlock::botnet)->Apply(global_threads);
 BENCHMARK_CAPTURE(BM_torch_global, coatnet, attn_bench::GlobalBlock::coatnet)->Apply(global_threads);
 BENCHMARK_CAPTURE(BM_torch_global, levit_subsample, attn_bench::GlobalBlock::levit_subsample)->Apply(global_threads);
+BENCHMARK_CAPTURE(BM_torch_global, cmt, attn_bench::GlobalBlock::cmt)->Apply(global_threads);
 
 /// One decode step (B = 1, one new token, E = 512, 8 heads) with `len` keys, the libtorch ways
 /// (bench_decode.cpp is attn's side):

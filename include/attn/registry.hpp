@@ -32,6 +32,7 @@
 #include "attn/layers/group_query.hpp"
 #include "attn/layers/hopfield.hpp"
 #include "attn/layers/layer_norm.hpp"
+#include "attn/layers/light_mhsa_with_multi_head_relative_position_embedding.hpp"
 #include "attn/layers/mhsa_with_multi_head_position.hpp"
 #include "attn/layers/mhsa_with_multi_head_position_and_strides.hpp"
 #include "attn/layers/mhsa_with_multi_head_relative_position_embedding.hpp"
@@ -122,7 +123,8 @@ using Registry = LayerTypes<
     MhsaWithRelativePositionEmbedding,           // mhsa_with_relative_position_embedding
     MhsaWithMultiHeadRelativePositionEmbedding,  // mhsa_with_multi_head_relative_position_embedding
     MhsaWithMultiHeadPosition,                   // mhsa_with_multi_head_position
-    MhsaWithMultiHeadPositionAndStrides          // mhsa_with_multi_head_position_and_strides
+    MhsaWithMultiHeadPositionAndStrides,         // mhsa_with_multi_head_position_and_strides
+    LightMhsaWithMultiHeadRelativePositionEmbedding  // light_mhsa_with_multi_head_relative_position_embedding
 >;
 // clang-format on
 
