@@ -563,10 +563,11 @@ TEST_CASE("param: info describes every kind", "[param]") {
 
 TEST_CASE("param: every registered type's rows have a known kind and valid examples", "[param]") {
   const Json info = attn::get_attention_info();
-  // the kinds of core/param.hpp and those the basic blocks add (layers/detail/blocks_common.hpp)
+  // the kinds of core/param.hpp, those the basic blocks add (layers/detail/blocks_common.hpp) and
+  // adaptive_multi_head's int-or-list (its output_shape and attention_axes, as Keras takes them)
   const std::vector<std::string> kinds{"int",        "float",  "bool",          "choice",     "enum",
                                        "size2",      "int_list", "float_list",  "config",     "training_only",
-                                       "activation", "activation_pair", "axis", "padding"};
+                                       "activation", "activation_pair", "axis", "padding", "int_or_int_list"};
   for (const auto& [type, e] : info.items()) {
     for (const auto& [name, p] : e.at("parameters").items()) {
       INFO(type << "." << name);
