@@ -41,6 +41,11 @@
 /// by the thread count, so results are bit-identical for any thread count; a single decode stream
 /// (B = 1) uses every core once the cache holds more than `split_keys` tokens or has several kv heads.
 ///
+/// Speed: a decode step with one query row per head (multi_head, differential) streams K and V once
+/// through AVX-512 / AVX2 kernels (ops/simd/decode.inl, run-time dispatch) that prefetch 16 rows ahead;
+/// grouped queries and multi-token steps go through the packed matrix product. The step is bound by
+/// memory bandwidth: benchmarks/bench_decode.cpp reports it as a share of a STREAM-like triad.
+///
 /// Errors (typed, the cache unchanged): ShapeError when the batch size differs from the cache's, when
 /// a step would overflow the capacity (naming the item, its length, the step and the capacity), when
 /// the cache was made by a layer of another head count, head width or stream count (naming both
@@ -75,6 +80,21 @@
 
 #if ATTN_SIMD_DISPATCH
 #include <immintrin.h>
+
+#include "attn/ops/simd/x86.hpp"
+
+namespace attn::ops::x86 {
+namespace avx2 {
+#define ATTN_KTARGET ATTN_TARGET_AVX2
+#include "attn/ops/simd/decode.inl"
+#undef ATTN_KTARGET
+}  // namespace avx2
+namespace avx512 {
+#define ATTN_KTARGET ATTN_TARGET_AVX512
+#include "attn/ops/simd/decode.inl"
+#undef ATTN_KTARGET
+}  // namespace avx512
+}  // namespace attn::ops::x86
 #endif
 
 namespace attn {
@@ -326,6 +346,32 @@ const T* as_compute(const S* src, Index n, T* buf) {
   }
 }
 
+/// z[c] = K[c, :]·q for c < cols (one query row's logits against a block of keys, K row-major
+/// [cols, d]): AVX-512 / AVX2 through run-time dispatch for float, a plain product otherwise.
+template <class T>
+void decode_scores(const T* K, Index cols, Index d, const T* q, T* z) {
+#if ATTN_SIMD_DISPATCH
+  if constexpr (std::is_same_v<T, float>) {
+    if (simd() == Simd::avx512) return x86::avx512::decode_scores(K, cols, d, q, z);
+    if (simd() == Simd::avx2) return x86::avx2::decode_scores(K, cols, d, q, z);
+  }
+#endif
+  Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(z, cols).noalias() =
+      ConstMatrixMap<T>(K, cols, d) * Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(q, d);
+}
+
+/// o[:] += Σ_c z[c]·V[c, :] for c < cols (one row's weighted values, V row-major [cols, d]).
+template <class T>
+void decode_values(const T* z, const T* V, Index cols, Index d, T* o) {
+#if ATTN_SIMD_DISPATCH
+  if constexpr (std::is_same_v<T, float>) {
+    if (simd() == Simd::avx512) return x86::avx512::decode_values(z, V, cols, d, o);
+    if (simd() == Simd::avx2) return x86::avx2::decode_values(z, V, cols, d, o);
+  }
+#endif
+  Eigen::Map<RowVector<T>>(o, d).noalias() += Eigen::Map<const RowVector<T>>(z, cols) * ConstMatrixMap<T>(V, cols, d);
+}
+
 }  // namespace detail
 
 /// Causal attention of T new queries per item over a KV cache (see the file comment): for every
@@ -389,8 +435,7 @@ void cache_attention(const T* q, Index q_row, const S* k, const S* v, Index B, I
       const T* K = detail::as_compute<T, S>(k + (head + j0) * d, cols * d, Kc);
       const T* V = detail::as_compute<T, S>(v + (head + j0) * d, cols * d, Vc);
       if (rows == 1)  // one query row (multi-head decode): a matrix-vector product
-        Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(Z, cols).noalias() =
-            ConstMatrixMap<T>(K, cols, d) * Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(Qg, d);
+        detail::decode_scores(K, cols, d, Qg, Z);
       else
         kern.gemm(rows, cols, d, Qg, d, K, d, /*b_trans=*/true, Z, cols, /*accumulate=*/false, /*direct=*/true);
       bool partial_block = false;
@@ -420,7 +465,7 @@ void cache_attention(const T* q, Index q_row, const S* k, const S* v, Index B, I
           for (Index c = 0; c < d; ++c) O[r * d + c] *= alpha[r];
       const bool finite = !partial_block || std::isfinite(Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(V, cols * d).sum());
       if (finite && rows == 1) {
-        Eigen::Map<RowVector<T>>(O, d).noalias() += Eigen::Map<const RowVector<T>>(Z, cols) * ConstMatrixMap<T>(V, cols, d);
+        detail::decode_values(Z, V, cols, d, O);
       } else if (finite) {
         kern.gemm(rows, d, cols, Z, cols, V, d, /*b_trans=*/false, O, d, /*accumulate=*/true, /*direct=*/true);
       } else {  // a masked key's non-finite value reaches no row that does not see it

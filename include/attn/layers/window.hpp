@@ -26,7 +26,9 @@
 ///   attends with the shifted-window mask of the padded map, reverses, rolls back and crops: output
 ///   `[B, H, W, dim]`. As in Swin's code, the zero-padded tokens are keys like any other (their keys and
 ///   values are the projection biases). `forward_map_with_weights` also returns the per-window weights
-///   `[B·nW, h, N, N]` (windows in window_partition's order).
+///   `[B·nW, h, N, N]` (windows in window_partition's order). The padding, roll and partition (and
+///   their inverses) run as one gather into and one scatter out of per-thread scratch
+///   (core/scratch.hpp), split over threads: no intermediate map is allocated.
 ///
 /// Weights (reference names, Keras layout, in this order): `qkv/kernel [dim, 3·dim]`, `qkv/bias
 /// [3·dim]` (with `qkv_bias`, default), `proj/kernel [dim, dim]`, `proj/bias [dim]` (with `proj_bias`,
@@ -51,6 +53,7 @@
 /// masked by a boolean mask yields zeros (the library's contract).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -64,6 +67,7 @@
 #include "attn/core/init.hpp"
 #include "attn/core/limits.hpp"
 #include "attn/core/param.hpp"
+#include "attn/core/parallel.hpp"
 #include "attn/core/scratch.hpp"
 #include "attn/core/tensor.hpp"
 #include "attn/core/weights.hpp"
@@ -173,6 +177,14 @@ struct WindowCompute {
   Tensor<T, 3> run(ConstTensorView<T, 3> x, const AttentionMasks<T>& masks, const ConstTensorView<T, 3>* wmask,
                    Tensor<T, 4>* weights) const {
     check_input(shape_of(x));
+    Tensor<T, 3> y(x.dimension(0), c.tokens(), c.dim);
+    run_into(x, masks, wmask, weights, y.data());
+    return y;
+  }
+
+  /// run, writing y `[B', N, dim]` to `out` (the caller checked x).
+  void run_into(ConstTensorView<T, 3> x, const AttentionMasks<T>& masks, const ConstTensorView<T, 3>* wmask,
+                Tensor<T, 4>* weights, T* out) const {
     const Index Bw = x.dimension(0), N = c.tokens(), C = c.dim, H = c.num_heads, d = C / H;
     const Index NN = N * N;
     Index nW = 1;
@@ -186,9 +198,8 @@ struct WindowCompute {
                                      Bw, nW, shape_str(ms)));
     }
     BoundMasks<T> bound = bind_masks(masks, Bw, H, N, N, WindowAttentionConfig::type_name);
-    Tensor<T, 3> y(Bw, N, C);
     if (weights) *weights = Tensor<T, 4>(Bw, H, N, N);
-    if (Bw == 0) return y;
+    if (Bw == 0) return;
     ScratchFrame scratch;
     T* qkv = scratch.get<T>(Bw * N * 3 * C);
     T* ctx = scratch.get<T>(Bw * N * C);
@@ -237,8 +248,7 @@ struct WindowCompute {
                      ops::heads_of<T>(qkv + 2 * C, Bw, N, H, d, 3 * C), ops::heads_out<T>(ctx, Bw, N, H, d, C), scale,
                      core, weights ? weights->data() : nullptr);
     }
-    ops::dense(ctx, Bw * N, *w.proj_kernel, w.proj_bias, y.data());
-    return y;
+    ops::dense(ctx, Bw * N, *w.proj_kernel, w.proj_bias, out);
   }
 
   Tensor<T, 4> run_map(ConstTensorView<T, 4> x, Index shift, Tensor<T, 4>* weights) const {
@@ -253,24 +263,45 @@ struct WindowCompute {
                         "window", "shift_size");
     const Index B = s[0], Hs = s[1], Ws = s[2], C = s[3];
     const Index Hp = (Hs + w - 1) / w * w, Wp = (Ws + w - 1) / w * w;
-    const Index nW = (Hp / w) * (Wp / w), N = w * w;
-    Tensor<T, 4> xp = ops::pad_bottom_right<T>(x, Hp - Hs, Wp - Ws);
-    if (shift > 0) xp = ops::cyclic_shift<T>(xp, shift, shift);
-    const Tensor<T, 4> parts = ops::window_partition<T>(xp, w, w);
-    const ConstTensorView<T, 3> tokens(parts.data(), B * nW, N, C);
-    Tensor<T, 3> y;
+    const Index ph = Hp / w, pw = Wp / w, nW = ph * pw, N = w * w;
+    // Padding, the cyclic shift, the partition and their inverses in one gather and one scatter: token
+    // (r, q) of window (i, j) of image b reads pixel (sy, sx) = ((i·w + r + shift) mod Hp,
+    // (j·w + q + shift) mod Wp) of the zero-padded map (torch.roll by −shift, then the partition), and
+    // its output goes back to the same pixel (the reverse, the roll by +shift, the crop).
+    const auto each_token = [&](auto&& f) {  // copies only: split over (image, window row)
+      parallel_for(B * ph, [&](std::int64_t task) {
+        const Index b = static_cast<Index>(task) / ph, i = static_cast<Index>(task) % ph;
+        for (Index r = 0; r < w; ++r) {
+          const Index sy = (i * w + r + shift) % Hp;
+          for (Index j = 0; j < pw; ++j)
+            for (Index q = 0; q < w; ++q) {
+              const Index t = ((b * ph + i) * pw + j) * N + r * w + q;
+              const Index sx = (j * w + q + shift) % Wp;
+              f(t, sy < Hs && sx < Ws ? x.data() + ((b * Hs + sy) * Ws + sx) * C : nullptr, b, sy, sx);
+            }
+        }
+      });
+    };
+    ScratchFrame scratch;
+    T* tokens = scratch.get<T>(B * nW * N * C);
+    T* yt = scratch.get<T>(B * nW * N * C);
+    each_token([&](Index t, const T* src, Index, Index, Index) {
+      if (src) std::copy_n(src, C, tokens + t * C);
+      else std::fill_n(tokens + t * C, C, T(0));
+    });
+    const ConstTensorView<T, 3> tv(tokens, B * nW, N, C);
     if (shift > 0) {
       const Tensor<T, 3> mask = ops::shifted_window_mask<T>(Hp, Wp, w, w, shift, shift, "window");
       const ConstTensorView<T, 3> mv(mask.data(), nW, N, N);
-      y = run(tokens, {}, &mv, weights);
+      run_into(tv, {}, &mv, weights, yt);
     } else {
-      y = run(tokens, {}, nullptr, weights);
+      run_into(tv, {}, nullptr, weights, yt);
     }
-    Tensor<T, 4> merged =
-        ops::window_reverse<T>(ConstTensorView<T, 4>(y.data(), B * nW, w, w, C), Hp / w, Wp / w);
-    if (shift > 0) merged = ops::cyclic_shift<T>(merged, -shift, -shift);
-    if (Hp == Hs && Wp == Ws) return merged;
-    return ops::crop_bottom_right<T>(merged, Hs, Ws);
+    Tensor<T, 4> y(B, Hs, Ws, C);
+    each_token([&](Index t, const T* src, Index b, Index sy, Index sx) {
+      if (src) std::copy_n(yt + t * C, C, y.data() + ((b * Hs + sy) * Ws + sx) * C);
+    });
+    return y;
   }
 
 };
