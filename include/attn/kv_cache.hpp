@@ -41,9 +41,9 @@
 /// by the thread count, so results are bit-identical for any thread count; a single decode stream
 /// (B = 1) uses every core once the cache holds more than `split_keys` tokens or has several kv heads.
 ///
-/// Speed: a decode step with one query row per head (multi_head, differential) streams K and V once
-/// through AVX-512 / AVX2 kernels (ops/simd/decode.inl, run-time dispatch) that prefetch 16 rows ahead;
-/// grouped queries and multi-token steps go through the packed matrix product. The step is bound by
+/// Speed: a decode step (up to 8 query rows per kv head: multi_head and differential have one,
+/// group_query its group) streams K and V once through AVX-512 / AVX2 row kernels (ops/simd/decode.inl,
+/// run-time dispatch) that prefetch 16 rows ahead; longer steps go through the packed matrix product. The step is bound by
 /// memory bandwidth: benchmarks/bench_decode.cpp reports it as a share of a STREAM-like triad.
 ///
 /// Errors (typed, the cache unchanged): ShapeError when the batch size differs from the cache's, when
@@ -307,31 +307,41 @@ struct CacheAttentionOptions {
 namespace detail {
 
 #if ATTN_SIMD_DISPATCH
-/// float16 -> float with F16C (every AVX2 CPU has it), 8 at a time.
-__attribute__((target("avx,f16c"))) inline void widen_f16c(const Eigen::half* src, Index n, float* dst) {
+/// float16 -> float with F16C (every AVX2 CPU has it), 8 at a time, asking for the storage 16 rows of
+/// width d ahead (as ops/simd/decode.inl does).
+__attribute__((target("avx,f16c"))) inline void widen_f16c(const Eigen::half* src, Index n, Index d, float* dst) {
   Index i = 0;
-  for (; i + 8 <= n; i += 8)
+  for (; i + 8 <= n; i += 8) {
+    if (i % 32 == 0) x86::avx2::prefetch(src + i, x86::avx2::kPrefetchRows, d);
     _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+  }
   for (; i < n; ++i) dst[i] = static_cast<float>(src[i]);
 }
 #endif
 
 /// Converts n elements of storage type S to T (no copy when S is T): bfloat16 -> float is a shift
-/// (vectorized by the compiler), float16 -> float uses F16C when the CPU has AVX2, else Eigen's
-/// conversion.
+/// (AVX-512 / AVX2 with prefetch through ops/simd/decode.inl, scalar otherwise), float16 -> float
+/// uses F16C when the CPU has AVX2, else Eigen's conversion.
 template <class T, class S>
-const T* as_compute(const S* src, Index n, T* buf) {
+const T* as_compute(const S* src, Index n, Index d, T* buf) {
+  (void)d;  // the row width, for prefetching
   if constexpr (std::is_same_v<S, T>) {
     (void)n;
     (void)buf;
     return src;
   } else if constexpr (std::is_same_v<T, float> && std::is_same_v<S, Eigen::bfloat16>) {
-    for (Index i = 0; i < n; ++i) buf[i] = std::bit_cast<float>(static_cast<std::uint32_t>(src[i].value) << 16);
+    Index i = 0;
+#if ATTN_SIMD_DISPATCH
+    static_assert(sizeof(Eigen::bfloat16) == sizeof(std::uint16_t));  // the value's bits, nothing else
+    if (simd() == Simd::avx512) i = x86::avx512::widen_bf16(src, n, d, buf);
+    else if (simd() == Simd::avx2) i = x86::avx2::widen_bf16(src, n, d, buf);
+#endif
+    for (; i < n; ++i) buf[i] = std::bit_cast<float>(static_cast<std::uint32_t>(src[i].value) << 16);
     return buf;
   } else if constexpr (ATTN_SIMD_DISPATCH && std::is_same_v<T, float> && std::is_same_v<S, Eigen::half>) {
 #if ATTN_SIMD_DISPATCH
     if (simd_available(Simd::avx2)) {
-      widen_f16c(src, n, buf);
+      widen_f16c(src, n, d, buf);
       return buf;
     }
 #endif
@@ -385,6 +395,9 @@ void cache_attention(const T* q, Index q_row, const S* k, const S* v, Index B, I
                      Index d, Index Hq, Index Tn, const Index* lengths, const ActiveItems& active, T scale, T* ctx,
                      Index ctx_row, const CacheAttentionOptions& opt = {}) {
   if (B == 0 || Tn == 0 || Hq == 0) return;
+  // up to this many query rows per task (a decode step's query heads of one kv head) go through the
+  // row kernels, which stream the block once per row from cache; more through the packed product
+  constexpr Index kRowKernelRows = 8;
   const Index g = Hq / Hkv;
   const Index tb = std::max<Index>(1, opt.query_rows / g), bk = std::max<Index>(1, opt.key_block);
   const Index split = std::max<Index>(bk, (opt.split_keys + bk - 1) / bk * bk);  // a whole number of blocks
@@ -432,10 +445,10 @@ void cache_attention(const T* q, Index q_row, const S* k, const S* v, Index B, I
     const Index head = (b * Hkv + kh) * capacity;
     for (Index j0 = k0; j0 < k1; j0 += bk) {
       const Index cols = std::min(bk, k1 - j0);
-      const T* K = detail::as_compute<T, S>(k + (head + j0) * d, cols * d, Kc);
-      const T* V = detail::as_compute<T, S>(v + (head + j0) * d, cols * d, Vc);
-      if (rows == 1)  // one query row (multi-head decode): a matrix-vector product
-        detail::decode_scores(K, cols, d, Qg, Z);
+      const T* K = detail::as_compute<T, S>(k + (head + j0) * d, cols * d, d, Kc);
+      const T* V = detail::as_compute<T, S>(v + (head + j0) * d, cols * d, d, Vc);
+      if (rows <= kRowKernelRows)  // a few query rows (decode): one matrix-vector product each
+        for (Index r = 0; r < rows; ++r) detail::decode_scores(K, cols, d, Qg + r * d, Z + r * cols);
       else
         kern.gemm(rows, cols, d, Qg, d, K, d, /*b_trans=*/true, Z, cols, /*accumulate=*/false, /*direct=*/true);
       bool partial_block = false;
@@ -464,8 +477,8 @@ void cache_attention(const T* q, Index q_row, const S* k, const S* v, Index B, I
         if (alpha[r] != T(1))
           for (Index c = 0; c < d; ++c) O[r * d + c] *= alpha[r];
       const bool finite = !partial_block || std::isfinite(Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(V, cols * d).sum());
-      if (finite && rows == 1) {
-        detail::decode_values(Z, V, cols, d, O);
+      if (finite && rows <= kRowKernelRows) {
+        for (Index r = 0; r < rows; ++r) detail::decode_values(Z + r * cols, V, cols, d, O + r * d);
       } else if (finite) {
         kern.gemm(rows, d, cols, Z, cols, V, d, /*b_trans=*/false, O, d, /*accumulate=*/true, /*direct=*/true);
       } else {  // a masked key's non-finite value reaches no row that does not see it

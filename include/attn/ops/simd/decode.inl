@@ -12,9 +12,24 @@ inline constexpr Index kPrefetchRows = 16;
 inline constexpr Index kLineFloats = 64 / sizeof(float);
 /// Asks for the cache line `rows` rows of width d past p (address arithmetic only: no pointer is formed
 /// past the end of the storage).
-ATTN_KTARGET inline void prefetch(const float* p, Index rows, Index d) {
-  const auto at = reinterpret_cast<std::uintptr_t>(p) + static_cast<std::uintptr_t>(rows * d) * sizeof(float);
+template <class S = float>
+ATTN_KTARGET inline void prefetch(const S* p, Index rows, Index d) {
+  const auto at = reinterpret_cast<std::uintptr_t>(p) + static_cast<std::uintptr_t>(rows * d) * sizeof(S);
   _mm_prefetch(reinterpret_cast<const char*>(at), _MM_HINT_T0);
+}
+
+/// dst[i] = float(src[i]) for the first n / 8 · 8 of n bfloat16 values (their bits at src, read with
+/// vector loads only), one register at a time, and returns that count (the caller widens the rest);
+/// asks for the storage kPrefetchRows rows of width d ahead, as the kernels below do for float storage.
+ATTN_KTARGET inline Index widen_bf16(const void* bits, Index n, Index d, float* dst) {
+  const auto* src = static_cast<const std::uint16_t*>(bits);
+  Index i = 0;
+  for (; i + 8 <= n; i += 8) {  // 8 at a time in both sets (the widening is not the bottleneck)
+    if (i % 32 == 0) prefetch(src + i, kPrefetchRows, d);
+    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
+    _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16)));
+  }
+  return i;
 }
 
 /// z[c] = K[c, :]·q for c < cols; K row-major [cols, d]. Four keys at a time, a register per key.
