@@ -2,6 +2,8 @@
 // need_weights = false, inference mode) on the same shapes and with the same work count; also the
 // libtorch side of bench_vision_layers.cpp (Swin's window attention) and of bench_global_blocks.cpp (the
 // global attention blocks, BM_torch_global/<block>).
+// Also the libtorch side of attention_block in bench_vision_layers.cpp (BM_torch_attention_block:
+// nn::TransformerEncoderLayer times a per-channel scale).
 //
 //   attn_bench_torch [google-benchmark flags]
 //   attn_bench_torch --peak torch B L causal [threads]     one forward, for /usr/bin/time -v
@@ -288,6 +290,42 @@ BENCHMARK_CAPTURE(BM_torch_global, botnet, attn_bench::GlobalBlock::botnet)->App
 BENCHMARK_CAPTURE(BM_torch_global, coatnet, attn_bench::GlobalBlock::coatnet)->Apply(global_threads);
 BENCHMARK_CAPTURE(BM_torch_global, levit_subsample, attn_bench::GlobalBlock::levit_subsample)->Apply(global_threads);
 BENCHMARK_CAPTURE(BM_torch_global, cmt, attn_bench::GlobalBlock::cmt)->Apply(global_threads);
+
+/// attention_block's computation at the shape of bench_vision_layers.cpp (B = 8, a 14x14 map of 384
+/// channels, 6 heads, MLP 4 x 384 with exact GELU): nn::TransformerEncoderLayer (post-norm, the only form
+/// of libtorch 1.13's C++ module; dropout 0, eval) on the 196 tokens (sequence-first layout), then the
+/// per-channel layer scale.
+struct EncoderBlockProblem {
+  static constexpr std::int64_t B = 8, S = 14, C = 384, H = 6;
+  torch::nn::TransformerEncoderLayer layer{
+      torch::nn::TransformerEncoderLayerOptions(C, H).dim_feedforward(4 * C).dropout(0.0).activation(torch::kGELU)};
+  torch::Tensor x, gamma;
+
+  EncoderBlockProblem() {
+    torch::manual_seed(1);
+    layer->eval();
+    x = torch::rand({S * S, B, C}) * 2 - 1;
+    gamma = torch::full({C}, 1e-4);
+  }
+  torch::Tensor forward() { return layer->forward(x) * gamma; }
+};
+
+void BM_torch_attention_block(benchmark::State& state) {
+  set_threads(static_cast<int>(state.range(0)));
+  c10::InferenceMode guard;
+  EncoderBlockProblem p;
+  for (auto _ : state) {
+    auto y = p.forward();
+    benchmark::DoNotOptimize(y.data_ptr());
+  }
+  const double n = double(EncoderBlockProblem::S * EncoderBlockProblem::S), tokens = double(EncoderBlockProblem::B) * n;
+  const double d = double(EncoderBlockProblem::C), f = 4.0 * d;
+  state.counters["GFLOPS"] = benchmark::Counter(
+      (2.0 * tokens * (4.0 * d * d + 2.0 * d * f) + 4.0 * double(EncoderBlockProblem::B) * n * n * d) * 1e-9,
+      benchmark::Counter::kIsIterationInvariantRate);
+}
+
+BENCHMARK(BM_torch_attention_block)->ArgNames({"threads"})->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 /// One decode step (B = 1, one new token, E = 512, 8 heads) with `len` keys, the libtorch ways
 /// (bench_decode.cpp is attn's side):

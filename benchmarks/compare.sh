@@ -19,6 +19,8 @@
 #   WHAT        attention, conv or all (default): conv runs attn_bench_conv and attn_bench_torch_conv
 #               (conv2d 3x3 56x56x64->64 and 14x14x256->256, depthwise 7x7 56x56x96, B = 8) and prints
 #               attn / libtorch / the same-size GEMM with ratios
+#               block runs attention_block (attn_bench_vision_layers, 14x14x384, 6 heads, B = 8) and libtorch's
+#               nn::TransformerEncoderLayer times the per-channel scale (attn_bench_torch), 1 and 2 threads
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build-bench}
@@ -38,10 +40,45 @@ if [ -n "$(cmake --build "$build" --target help | grep -o '^attn_bench_torch' ||
   [ "$what" != conv ] && targets+=(attn_bench_torch)
   [ "$what" != attention ] && targets+=(attn_bench_torch_conv)
 fi
+[ "$what" = block ] && targets+=(attn_bench_vision_layers)
 cmake --build "$build" -j "$jobs" --target "${targets[@]}" >/dev/null
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+
+if [ "$what" = block ]; then
+  echo "running attn_bench_vision_layers and attn_bench_torch (attention_block) ..." >&2
+  "$build/benchmarks/attn_bench_vision_layers" --benchmark_filter=attention_block --benchmark_min_time="$min_time" \
+    --benchmark_repetitions="$reps" --benchmark_out="$out/attn_block.json" --benchmark_out_format=json >&2
+  LD_LIBRARY_PATH="${TORCH_LD_LIBRARY_PATH:-${LD_LIBRARY_PATH:-}}" \
+    "$build/benchmarks/attn_bench_torch" --benchmark_filter=attention_block --benchmark_min_time="$min_time" \
+    --benchmark_repetitions="$reps" --benchmark_out="$out/torch_block.json" --benchmark_out_format=json >&2
+  python3 - "$out" <<'EOF'
+import json, os, re, sys
+
+out = sys.argv[1]
+best = {}  # (who, post, threads) -> fastest ms (real time) over the repetitions
+for name in ("attn_block.json", "torch_block.json"):
+    with open(os.path.join(out, name)) as f:
+        for b in json.load(f)["benchmarks"]:
+            if b.get("run_type", "iteration") != "iteration":
+                continue
+            m = re.match(r"BM_(torch_)?attention_block(?:/post:(\d))?/threads:(\d+)", b["name"])
+            if not m:
+                continue
+            ms = b["real_time"] * {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b["time_unit"]]
+            key = ("torch" if m.group(1) else "attn", int(m.group(2) or 1), int(m.group(3)))
+            best[key] = min(ms, best.get(key, ms))
+fmt = lambda v: "—" if v is None else "{:.1f}".format(v)
+print("| threads | attn post-norm ms | attn pre-norm ms | libtorch TransformerEncoderLayer ms | libtorch / attn (post) |")
+print("|---|---|---|---|---|")
+for t in (1, 2):
+    a, p, tt = best.get(("attn", 1, t)), best.get(("attn", 0, t)), best.get(("torch", 1, t))
+    print("| {} | {} | {} | {} | {} |".format(t, fmt(a), fmt(p), fmt(tt),
+                                              "—" if a is None or tt is None else "{:.2f}x".format(tt / a)))
+EOF
+  exit 0
+fi
 
 if [ "$what" != attention ]; then
   echo "running attn_bench_conv ..." >&2

@@ -14,6 +14,7 @@
 #include "attn/layers/adaptive_multi_head.hpp"
 #include "attn/layers/anchor.hpp"
 #include "attn/layers/anti_alias_downsample.hpp"
+#include "attn/layers/attention_block.hpp"
 #include "attn/layers/batchnorm_with_activation.hpp"
 #include "attn/layers/bias_positional_embedding.hpp"
 #include "attn/layers/capsule_routing.hpp"
@@ -124,7 +125,8 @@ using Registry = LayerTypes<
     MhsaWithMultiHeadRelativePositionEmbedding,  // mhsa_with_multi_head_relative_position_embedding
     MhsaWithMultiHeadPosition,                   // mhsa_with_multi_head_position
     MhsaWithMultiHeadPositionAndStrides,         // mhsa_with_multi_head_position_and_strides
-    LightMhsaWithMultiHeadRelativePositionEmbedding  // light_mhsa_with_multi_head_relative_position_embedding
+    LightMhsaWithMultiHeadRelativePositionEmbedding,  // light_mhsa_with_multi_head_relative_position_embedding
+    AttentionBlock                                    // attention_block
 >;
 // clang-format on
 
