@@ -34,11 +34,12 @@
 /// attn's pool (core/parallel.hpp); a task computes the same values on any thread, so results are
 /// bit-identical for every thread count.
 ///
-/// Speed (benchmarks/bench_conv.cpp against libtorch 1.13's conv2d, `WHAT=conv bash benchmarks/compare.sh`,
-/// fp32, B = 8, one thread, on a shared 2-core AVX-512 host whose fp32 peak is about 265 GFLOP/s per
-/// core): see the table in benchmarks/README of the closing note; the implicit GEMM runs conv 3x3
-/// 56x56x64→64 and 14x14x256→256 at 0.9x-1.0x of libtorch's oneDNN kernels and above attn's GEMM of the
-/// same size, the depthwise 7x7 at 56x56x96 at about libtorch's speed.
+/// Speed: `WHAT=conv bash benchmarks/compare.sh` prints attn against libtorch 1.13's conv2d (oneDNN) and
+/// attn's GEMM of the same size (benchmarks/bench_conv.cpp). On a 2-core AVX-512 host (fp32 peak about
+/// 265 GFLOP/s per core), B = 8, one thread, the tile kernels took conv 3x3 56x56x64→64 and
+/// 14x14x256→256 from 0.67-0.70x to about 0.9-1.1x of libtorch (the GEMM of the same size is slower
+/// than either) and the depthwise 7x7 at 56x56x96 from 0.64x to about 1.0x; at two threads attn is
+/// faster on that host (libtorch's threads fight the shared cores).
 ///
 /// Errors: ShapeError for a non-rank-4 input or kernel, a kernel whose input channels do not match, a
 /// bias of the wrong length, or a kernel larger than the padded image; ConfigError for strides or
