@@ -35,11 +35,12 @@
 /// bit-identical for every thread count.
 ///
 /// Speed: `WHAT=conv bash benchmarks/compare.sh` prints attn against libtorch 1.13's conv2d (oneDNN) and
-/// attn's GEMM of the same size (benchmarks/bench_conv.cpp). On a 2-core AVX-512 host (fp32 peak about
-/// 265 GFLOP/s per core), B = 8, one thread, the tile kernels took conv 3x3 56x56x64→64 and
-/// 14x14x256→256 from 0.67-0.70x to about 0.9-1.1x of libtorch (the GEMM of the same size is slower
-/// than either) and the depthwise 7x7 at 56x56x96 from 0.64x to about 1.0x; at two threads attn is
-/// faster on that host (libtorch's threads fight the shared cores).
+/// attn's GEMM of the same size (benchmarks/bench_conv.cpp). On a shared 2-core AVX-512 host (fp32
+/// peak about 265 GFLOP/s per core) under a load average of 5, B = 8, one thread, the tile kernels took
+/// conv 3x3 56x56x64→64 and 14x14x256→256 from 0.67-0.70x to 0.94x / 0.81x of libtorch (CPU time
+/// 8.4 / 8.3 ms against 7.4 / 7.1 ms; the GEMM of the same size takes 14.6 / 9.0 ms) and the depthwise
+/// 7x7 at 56x56x96 from 0.64x to 0.93x (2.65 against 2.35 ms); at two threads attn is 2.0-6.1x faster
+/// on that host (libtorch's threads fight the shared cores).
 ///
 /// Errors: ShapeError for a non-rank-4 input or kernel, a kernel whose input channels do not match, a
 /// bias of the wrong length, or a kernel larger than the padded image; ConfigError for strides or
