@@ -1,6 +1,7 @@
 // 2-D convolutions of attn (ops/conv.hpp), fp32, channels-last, at the shapes of bench_conv_common.hpp,
 // 1 and 2 threads, and the GEMM of the same size as each dense conv's im2col product (attn's ops::gemm:
-// the ceiling the im2col lowering can reach). The SIMD level is attn's default unless ATTN_SIMD says
+// the ceiling of an im2col lowering, which conv2d still uses at the generic SIMD level; the AVX levels
+// run implicit-GEMM tile kernels of their own). The SIMD level is attn's default unless ATTN_SIMD says
 // otherwise.
 //
 //   attn_bench_conv [google-benchmark flags]

@@ -159,6 +159,7 @@ TEMPLATE_TEST_CASE("conv2d: bit-identical for 1, 2 and 3 threads", "[ops][conv][
   const std::vector<Run> runs{{{2, 23, 19, 24}, {3, 3, 24, 40}, same, false},
                               {{2, 17, 21, 32}, {3, 3, 8, 16}, grouped, false},
                               {{3, 16, 16, 64}, {1, 1, 64, 48}, {}, false},
+                              {{2, 15, 17, 40}, {3, 3, 40, 80}, same, false},
                               {{2, 20, 19, 45}, {7, 7, 45, 1}, same, true},
                               {{2, 15, 14, 12}, {5, 3, 12, 3}, dil, true}};
   const int saved = attn::num_threads();

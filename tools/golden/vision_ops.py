@@ -524,3 +524,28 @@ def _d5(d):
 @g.case("ops_conv2d", "dw_k5_s2_valid_wide_rows")
 def _d6(d):
     return conv_case(d, (1, 9, 21, 48), (5, 5), 1, strides=(2, 2), depthwise=True)
+
+
+@g.case("ops_conv2d", "k3_same_c68_channel_blocks")
+def _c14(d):
+    # 68 output channels and K = 3·3·30 = 270 im2col columns: the implicit-GEMM kernels run full blocks
+    # of output channels read in place and a short packed block, and cut K into several chunks, at every
+    # SIMD level
+    return conv_case(d, (2, 6, 7, 30), (3, 3), 68, padding="same")
+
+
+@g.case("ops_conv2d", "k3_groups2_s2_c72_channel_blocks")
+def _c15(d):
+    return conv_case(d, (1, 9, 8, 16), (3, 3), 72, strides=(2, 1), groups=2, padding="torch_same")
+
+
+@g.case("ops_conv2d", "dw_k5_same_rows19")
+def _d7(d):
+    # rows of 19 outputs at stride 1: the AVX kernels run blocks of 8 or 16 outputs that share their input
+    # columns, with the padding inside a block and a last block overlapping the one before it
+    return conv_case(d, (1, 5, 19, 20), (5, 5), 1, padding="same", depthwise=True)
+
+
+@g.case("ops_conv2d", "dw_k3_valid_rows16_mult2")
+def _d8(d):
+    return conv_case(d, (2, 4, 18, 12), (3, 3), 2, depthwise=True)

@@ -16,29 +16,39 @@
 /// sees input chunk g only. A grouped conv with groups == C_in has the depthwise kernel layout
 /// (`[kh, kw, 1, C_in·mult]` is `[kh, kw, C_in, mult]` in memory) and runs on the depthwise kernel.
 ///
-/// Algorithm. Dense and grouped convolutions are matrix products through attn's GEMM kernels
-/// (ops/kernels.hpp): the output rows (pixels) are cut into tiles of a fixed height chosen from the
-/// problem shape alone; per tile and group, the im2col rows `[tile, kh·kw·C_in/groups]` are gathered
-/// into a per-thread scratch buffer and multiplied by the kernel read in place (the Keras layout is the
-/// im2col column order, (i, j, ci)). A 1×1, stride-1, unpadded, ungrouped convolution reads the input
-/// in place. Depthwise convolutions run a direct kernel per output row, vectorised over channels
-/// (AVX-512 / AVX2 through run-time dispatch, ops/simd/depthwise.inl; generic C++ otherwise); a depth
-/// multiplier above 1 first repeats every input channel `mult` times (one temporary of `mult`× the
-/// input). Tiles and rows are tasks on attn's pool (core/parallel.hpp); a task computes the same values
-/// on any thread, so results are bit-identical for every thread count.
+/// Algorithm. Dense and grouped convolutions are implicit matrix products (no im2col buffer) on the
+/// AVX-512 / AVX2 tile kernels of ops/simd/conv.inl: a register tile of 6 or 14 output pixels x 2 or 4
+/// registers of output channels sums over the im2col columns k = (i, j, ci), broadcasting each input
+/// value from the image itself (a pointer per pixel and tap; a zero row for taps in the padding) and
+/// reading the kernel in place (the Keras layout is the im2col column order, (i, j, ci)). The columns go
+/// in chunks of 32 KiB of weights, each over a run of tiles, so the chunk stays in L1 while the partial
+/// sums wait in y. Every output element is one chain of fused multiply-adds in k order from zero, then
+/// the bias, whatever the tiling. At the generic level (no AVX, or ATTN_SIMD=generic) the output rows
+/// are cut into tiles of a fixed height; per tile and group the im2col rows are gathered into a
+/// per-thread scratch buffer and multiplied through attn's GEMM (ops/kernels.hpp); a 1×1, stride-1,
+/// unpadded, ungrouped convolution reads the input in place. Depthwise convolutions run a direct kernel
+/// per output row, vectorised over channels (ops/simd/depthwise.inl; generic C++ otherwise): at stride 1
+/// and dilation 1 with kernels 3, 5 or 7 wide, blocks of 7 outputs share their input columns, so that
+/// each input vector loaded feeds up to kw fused multiply-adds. A depth multiplier above 1 first repeats
+/// every input channel `mult` times (one temporary of `mult`× the input). Tiles and rows are tasks on
+/// attn's pool (core/parallel.hpp); a task computes the same values on any thread, so results are
+/// bit-identical for every thread count.
 ///
-/// Speed (benchmarks/bench_conv.cpp against libtorch 1.13's conv2d, `WHAT=conv bash benchmarks/compare.sh`):
-/// on a busy shared 2-core AVX-512 host, fp32, B = 8, one thread, attn ran at 67 / 72 GFLOP/s (conv 3x3
-/// 56x56x64→64 / 14x14x256→256, at the speed of attn's GEMM of the same size) and 26 GFLOP/s (depthwise
-/// 7x7 56x56x96), libtorch (oneDNN) at 100 / 96 / 40: attn is 0.67x-0.75x of libtorch at one thread;
-/// at two threads on that host libtorch dropped to 41 / 45 / 12 GFLOP/s (attn 1.6x-2.0x faster).
+/// Speed: `WHAT=conv bash benchmarks/compare.sh` prints attn against libtorch 1.13's conv2d (oneDNN) and
+/// attn's GEMM of the same size (benchmarks/bench_conv.cpp). On a shared 2-core AVX-512 host (fp32
+/// peak about 265 GFLOP/s per core) under a load average of 5, B = 8, one thread, the tile kernels took
+/// conv 3x3 56x56x64→64 and 14x14x256→256 from 0.67-0.70x to 0.94x / 0.81x of libtorch (CPU time
+/// 8.4 / 8.3 ms against 7.4 / 7.1 ms; the GEMM of the same size takes 14.6 / 9.0 ms) and the depthwise
+/// 7x7 at 56x56x96 from 0.64x to 0.93x (2.65 against 2.35 ms); at two threads attn is 2.0-6.1x faster
+/// on that host (libtorch's threads fight the shared cores).
 ///
 /// Errors: ShapeError for a non-rank-4 input or kernel, a kernel whose input channels do not match, a
 /// bias of the wrong length, or a kernel larger than the padded image; ConfigError for strides or
 /// dilation below 1, `groups` below 1 or not dividing C_in and C_out, negative explicit pads. Messages
 /// start with `Conv2dOptions::layer` (default "conv2d" / "depthwise_conv2d").
 ///
-/// Sources: Keras Conv2D / DepthwiseConv2D; the im2col lowering of Chellapilla et al. (2006).
+/// Sources: Keras Conv2D / DepthwiseConv2D; the im2col lowering of Chellapilla et al. (2006) and its
+/// implicit form (the matrix product gathers its operand from the image as it goes).
 #pragma once
 
 #include <algorithm>
@@ -46,6 +56,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -62,11 +73,13 @@ namespace attn::ops::x86 {
 namespace avx2 {
 #define ATTN_KTARGET ATTN_TARGET_AVX2
 #include "attn/ops/simd/depthwise.inl"
+#include "attn/ops/simd/conv.inl"
 #undef ATTN_KTARGET
 }  // namespace avx2
 namespace avx512 {
 #define ATTN_KTARGET ATTN_TARGET_AVX512
 #include "attn/ops/simd/depthwise.inl"
+#include "attn/ops/simd/conv.inl"
 #undef ATTN_KTARGET
 }  // namespace avx512
 }  // namespace attn::ops::x86
@@ -162,6 +175,98 @@ void depthwise_run(const T* x, Index batch, Index c, const Geometry2d& g, const 
       if (++nt == 64) flush();
     }
     if (nt > 0 || first) flush();
+  });
+}
+
+/// A dense-convolution tile kernel (ops/simd/conv.inl) with its tile: `mr` pixels x `nr` channels.
+template <class T>
+struct ConvTileKernel {
+  void (*fn)(Index k0, Index k1, Index cg, const T* const* rows, const T* b, Index ldb, const T* bias, bool first,
+             bool last, T* y, Index ldy, Index mr, Index nr) = nullptr;
+  Index mr = 0, nr = 0;
+};
+
+/// The tile kernel of the SIMD level in use for `cg` input channels per group; none (fn null) at the
+/// generic level. AVX-512 has two tiles of 24 and 28 accumulators (of 32 registers): 6 pixels x 4
+/// registers of channels, and 14 pixels x 2 registers when the input rows are long (cg >= 128: then
+/// the narrower block of weights per task stays in L2 next to the streaming input, measured faster at
+/// 14x14x256; 6 x 4 is faster at 56x56x64).
+template <class T>
+ConvTileKernel<T> conv_tile_kernel([[maybe_unused]] Index cg) {
+#if ATTN_SIMD_DISPATCH
+  switch (simd()) {
+    case Simd::avx512:
+      if (cg >= 128) return {&x86::avx512::conv_tile<T, 14, 2>, 14, 2 * x86::avx512::Vec<T>::W};
+      return {&x86::avx512::conv_tile<T, 6, 4>, 6, 4 * x86::avx512::Vec<T>::W};
+    // 6 x 2 registers of accumulators (12 of 16), 2 of weights and a broadcast
+    case Simd::avx2: return {&x86::avx2::conv_tile<T, 6, 2>, 6, 2 * x86::avx2::Vec<T>::W};
+    case Simd::generic: break;
+  }
+#endif
+  return {};
+}
+
+/// Dense / grouped convolution as an implicit GEMM on the tile kernel `tk`: output pixels in tiles of
+/// tk.mr, output channels of a group in blocks of tk.nr. The kernel (Keras layout: row k = (i, j, ci) of
+/// the im2col product) is read in place for full channel blocks; a short last block is packed once with
+/// zero columns. Per tile the kernel gets, for every tap, a pointer per pixel to the input channels it
+/// sees (or to a zero row in the padding): no im2col buffer. Tasks are (group, channel block, run of
+/// tiles), weights-major so that the threads share one block of weights in cache; inside a task the
+/// im2col columns go in chunks of about 32 KiB of weights, each chunk over every tile of the run (the
+/// weights stay in L1, the partial sums wait in y). The chunks depend on the shape alone, and a partial
+/// sum continues the same chain of fused multiply-adds: results are the same for every thread count.
+template <class T>
+void conv_implicit(const ConvTileKernel<T>& tk, const T* x, Index cin, Index cout, Index groups, const Geometry2d& g,
+                   Index batch, const T* kernel, const T* bias, T* y) {
+  const Index MR = tk.mr, NR = tk.nr;
+  const Index cg = cin / groups, og = cout / groups, taps = g.kh * g.kw, K = taps * cg;
+  const Index per_image = g.out_h * g.out_w, M = batch * per_image;
+  const Index blocks = (og + NR - 1) / NR, ragged = og % NR;
+  // the short last block of every group, packed [K, NR] with zero columns
+  std::vector<T> packed(ragged > 0 ? static_cast<std::size_t>(groups * K * NR) : 0, T(0));
+  if (ragged > 0)
+    for (Index grp = 0; grp < groups; ++grp)
+      for (Index k = 0; k < K; ++k)
+        std::copy_n(kernel + k * cout + grp * og + (blocks - 1) * NR, ragged, packed.data() + (grp * K + k) * NR);
+  const std::vector<T> zeros(static_cast<std::size_t>(std::max<Index>(cg, 1)), T(0));
+  const Index kc = std::max<Index>(1, (Index(32) << 10) / static_cast<Index>(NR * sizeof(T)));
+  // a run of 8 tiles per task (the pixel order of the output)
+  const Index tiles_per_run = 8, run = tiles_per_run * MR, runs = (M + run - 1) / run;
+  parallel_for_dynamic(groups * blocks * runs, [&](std::int64_t task) {
+    const Index gb = static_cast<Index>(task) / runs, q = static_cast<Index>(task) % runs;
+    const Index grp = gb / blocks, nb = gb % blocks;
+    const Index n0 = grp * og + nb * NR, nr = std::min(NR, og - nb * NR);
+    const T* b = nr == NR ? kernel + n0 : packed.data() + grp * K * NR;
+    const Index ldb = nr == NR ? cout : NR;
+    const T* bb = bias != nullptr ? bias + n0 : nullptr;
+    ScratchFrame frame;
+    const T** rows = frame.get<const T*>(tiles_per_run * taps * MR);
+    const Index r_begin = q * run, r_end = std::min(M, r_begin + run);
+    const Index ntiles = (r_end - r_begin + MR - 1) / MR;
+    for (Index tile = 0; tile < ntiles; ++tile) {
+      const Index r0 = r_begin + tile * MR, mr = std::min(MR, r_end - r0);
+      const T** tr = rows + tile * taps * MR;
+      for (Index i = 0; i < MR; ++i) {
+        const Index r = r0 + std::min(i, mr - 1);
+        const Index bi = r / per_image, p = r % per_image, oy = p / g.out_w, ox = p % g.out_w;
+        const T* xb = x + bi * g.in_h * g.in_w * cin + grp * cg;
+        for (Index ki = 0; ki < g.kh; ++ki) {
+          const Index iy = oy * g.sh - g.top + ki * g.dh;
+          for (Index kj = 0; kj < g.kw; ++kj) {
+            const Index ix = ox * g.sw - g.left + kj * g.dw;
+            const bool inside = iy >= 0 && iy < g.in_h && ix >= 0 && ix < g.in_w;
+            tr[(ki * g.kw + kj) * MR + i] = inside ? xb + (iy * g.in_w + ix) * cin : zeros.data();
+          }
+        }
+      }
+    }
+    for (Index k0 = 0; k0 < std::max<Index>(K, 1); k0 += kc) {
+      const Index k1 = std::min(K, k0 + kc);
+      for (Index tile = 0; tile < ntiles; ++tile) {
+        const Index r0 = r_begin + tile * MR, mr = std::min(MR, r_end - r0);
+        tk.fn(k0, k1, cg, rows + tile * taps * MR, b, ldb, bb, k0 == 0, k1 == K, y + r0 * cout + n0, cout, mr, nr);
+      }
+    }
   });
 }
 
@@ -276,6 +381,10 @@ Geometry2d conv2d(const T* x, const Shape& x_shape, const T* kernel, const Shape
     od.groups = 1;
     return depthwise_conv2d(x, x_shape, kernel, {kernel_shape[0], kernel_shape[1], cin, og}, bias, bias_size, y, od);
   }
+  if (const detail::ConvTileKernel<T> tk = detail::conv_tile_kernel<T>(cg); tk.fn != nullptr) {
+    detail::conv_implicit(tk, x, cin, cout, groups, g, B, kernel, bias, y);
+    return g;
+  }
   const Index K = g.kh * g.kw * cg;
   const Kernels<T>& kern = kernels<T>();
   // Bias first, then C += A·B: every element is bias + the kernel's k-ordered sum, whatever the tiling.
@@ -339,3 +448,20 @@ Tensor<T, 4> depthwise_conv2d(const X& x, const K& kernel, const T* bias, Index 
 }
 
 }  // namespace attn::ops
+
+/// Declares (EXTERN = extern) or defines (EXTERN empty) the raw-pointer conv2d and depthwise_conv2d
+/// for scalar T (at namespace scope). Under ATTN_PRECOMPILED_LAYERS they come compiled from attn::layers
+/// (src/precompiled_ops.cpp): every translation unit that runs a convolution would otherwise compile the
+/// tile kernels of every SIMD level again.
+#define ATTN_CONV_INSTANCES(EXTERN, T)                                                                        \
+  EXTERN template attn::ops::Geometry2d attn::ops::conv2d<T>(const T*, const attn::Shape&, const T*,          \
+                                                             const attn::Shape&, const T*, attn::Index, T*,   \
+                                                             const attn::ops::Conv2dOptions&);                \
+  EXTERN template attn::ops::Geometry2d attn::ops::depthwise_conv2d<T>(const T*, const attn::Shape&, const T*, \
+                                                                       const attn::Shape&, const T*,           \
+                                                                       attn::Index, T*,                        \
+                                                                       const attn::ops::Conv2dOptions&);
+#ifdef ATTN_PRECOMPILED_LAYERS
+ATTN_CONV_INSTANCES(extern, float)
+ATTN_CONV_INSTANCES(extern, double)
+#endif

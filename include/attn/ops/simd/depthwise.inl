@@ -97,6 +97,80 @@ ATTN_KTARGET inline Index depthwise_interior4(const T* xb, Index wi, Index c, co
   return c0;
 }
 
+/// R outputs ox .. ox + R − 1 of a depthwise row at stride 1 and dilation 1 with a kernel KW wide, NC
+/// registers of channels from c0. Neighbouring outputs share input columns: per kernel row, the KW
+/// weights stay in registers and each of the R + KW − 1 input columns ox − pl + s (s in [s_lo, s_hi),
+/// the ones inside the image) is loaded once and feeds every output that sees it, so the loop runs on
+/// fused multiply-adds instead of loads. Columns in the padding are skipped, as depthwise_output skips
+/// them: an output's chain is still bias, then rows t, then its valid columns j in order.
+template <class T, int KW, int R, int NC>
+ATTN_KTARGET inline void depthwise_block_s1(const T* xb, Index wi, Index c, const T* kernel, const Index* ti,
+                                            const Index* tiy, Index nt, Index ox, Index pl, int s_lo, int s_hi,
+                                            const T* bias, T* yrow, Index c0) {
+  using V = Vec<T>;
+  using P = typename V::P;
+  constexpr Index W = V::W;
+  const Index ix0 = ox - pl;
+  T* yo = yrow + ox * c + c0;
+  P a[R][NC];
+#pragma GCC unroll 4
+  for (int v = 0; v < NC; ++v) {
+    const P b0 = bias ? V::load(bias + c0 + v * W) : V::zero();
+#pragma GCC unroll 32
+    for (int q = 0; q < R; ++q) a[q][v] = b0;
+  }
+  for (Index t = 0; t < nt; ++t) {
+    const T* xr = xb + tiy[t] * wi * c + c0;  // the row; column ix0 + s is read only for s >= s_lo
+    const T* kr = kernel + ti[t] * KW * c + c0;
+    P k[KW][NC];
+#pragma GCC unroll 16
+    for (int j = 0; j < KW; ++j)
+#pragma GCC unroll 4
+      for (int v = 0; v < NC; ++v) k[j][v] = V::load(kr + j * c + v * W);
+#pragma GCC unroll 64
+    for (int s = 0; s < R + KW - 1; ++s) {
+      if (s < s_lo || s >= s_hi) continue;
+#pragma GCC unroll 4
+      for (int v = 0; v < NC; ++v) {
+        const P xv = V::load(xr + (ix0 + s) * c + v * W);
+#pragma GCC unroll 16
+        for (int j = KW - 1; j >= 0; --j) {
+          const int q = s - j;  // output q sees column s through kernel column j
+          if (q >= 0 && q < R) a[q][v] = V::fmadd(xv, k[j][v], a[q][v]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 32
+  for (int q = 0; q < R; ++q)
+#pragma GCC unroll 4
+    for (int v = 0; v < NC; ++v) V::store(yo + q * c + v * W, a[q][v]);
+}
+
+/// A whole depthwise row at stride 1 and dilation 1 with a kernel KW wide (wo >= R) in blocks of R
+/// outputs (the last block ends at the row's end: it may overlap the one before it and then writes the
+/// same values again); channels NC2 registers at a time, then one, then output by output.
+template <class T, int KW, int R, int NC2>
+ATTN_KTARGET inline void depthwise_row_s1(const T* xb, Index wi, Index c, const T* kernel, const Index* ti,
+                                          const Index* tiy, Index nt, Index wo, Index pl, const T* bias, T* yrow) {
+  constexpr Index W = Vec<T>::W;
+  for (Index b0 = 0; b0 < wo; b0 += R) {
+    const Index ox = std::min<Index>(b0, wo - R), ix0 = ox - pl;
+    // columns ix0 + s inside the image: s in [s_lo, s_hi)
+    const int s_lo = static_cast<int>(std::clamp<Index>(-ix0, 0, R + KW - 1));
+    const int s_hi = static_cast<int>(std::clamp<Index>(wi - ix0, 0, R + KW - 1));
+    Index c0 = 0;
+    for (; c0 + NC2 * W <= c; c0 += NC2 * W)
+      depthwise_block_s1<T, KW, R, NC2>(xb, wi, c, kernel, ti, tiy, nt, ox, pl, s_lo, s_hi, bias, yrow, c0);
+    if constexpr (NC2 > 1)
+      for (; c0 + W <= c; c0 += W)
+        depthwise_block_s1<T, KW, R, 1>(xb, wi, c, kernel, ti, tiy, nt, ox, pl, s_lo, s_hi, bias, yrow, c0);
+    if (c0 < c)
+      for (Index q = ox; q < ox + R; ++q)
+        depthwise_output(xb, wi, c, kernel, KW, ti, tiy, nt, q, 1, 1, pl, bias, yrow, c0);
+  }
+}
+
 /// One output row of a depthwise convolution: y[ox, c] = bias[c] + Σ_taps x[iy_t, ox·sw − pl + j·dw, c] ·
 /// k[i_t, j, c], channels vectorised. Every element is the same chain of fused multiply-adds in tap order
 /// (rows t, then columns j) starting from the bias, whichever thread runs the row and whichever path
@@ -110,6 +184,18 @@ ATTN_KTARGET inline void depthwise_row(const T* xb, Index wi, Index c, const T* 
   const Index ox_lo = std::min<Index>(wo, (pl + sw - 1) / sw);  // first ox with ox·sw − pl >= 0
   const Index last = wi - 1 - (kw - 1) * dw + pl;              // ox·sw <= last: last column inside
   const Index ox_hi = last < 0 ? ox_lo : std::max<Index>(ox_lo, std::min<Index>(wo, last / sw + 1));
+  // Stride 1, dilation 1, kernel 3, 5 or 7 wide: blocks of 7 outputs (7 divides the widths of the
+  // usual stages, 112 to 7) sharing their input columns, on 2 registers of channels where there are 32
+  // registers (14 accumulators + 2·kw weights + 2 inputs), 1 with 16 (7 + kw + 1).
+  constexpr int R = 7, NC2 = Vec<T>::W * static_cast<int>(sizeof(T)) >= 64 ? 2 : 1;
+  if (sw == 1 && dw == 1 && wo >= R && c >= Vec<T>::W) {
+    switch (kw) {
+      case 3: return depthwise_row_s1<T, 3, R, NC2>(xb, wi, c, kernel, ti, tiy, nt, wo, pl, bias, yrow);
+      case 5: return depthwise_row_s1<T, 5, R, NC2>(xb, wi, c, kernel, ti, tiy, nt, wo, pl, bias, yrow);
+      case 7: return depthwise_row_s1<T, 7, R, NC2>(xb, wi, c, kernel, ti, tiy, nt, wo, pl, bias, yrow);
+      default: break;
+    }
+  }
   for (Index ox = 0; ox < wo; ++ox) {
     Index done = 0;
     if (ox >= ox_lo && ox + 4 <= ox_hi) {
