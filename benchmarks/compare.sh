@@ -18,6 +18,10 @@
 #               the robust choice on a shared machine
 #   TORCH_LD_LIBRARY_PATH  library path for the libtorch run only (e.g. another BLAS)
 #   JOBS        build parallelism (default 2)
+#   OUT_DIR     keep the Google Benchmark JSON files there (default: a temporary directory)
+#   REUSE       1: run nothing, print the attention tables from the JSON files already in OUT_DIR
+#   CLOCK       real (default) or cpu: the attention tables from the CPU time of the 1-thread
+#               runs (the 2-thread rows are left out), for a machine that other jobs share
 #   ATTN_SIMD   attn's SIMD level (generic, avx2, avx512; default: the best the CPU has)
 #   WHAT        attention, conv or all (default): conv runs attn_bench_conv and attn_bench_torch_conv
 #               (conv2d 3x3 56x56x64->64 and 14x14x256->256, depthwise 7x7 56x56x96, B = 8) and prints
@@ -43,8 +47,14 @@ if [ -n "$(cmake --build "$build" --target help | grep -o '^attn_bench_torch' ||
 fi
 cmake --build "$build" -j "$jobs" --target "${targets[@]}" >/dev/null
 
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+if [ -n "${OUT_DIR:-}" ]; then
+  out=$OUT_DIR
+  mkdir -p "$out"
+else
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
+fi
+export CLOCK=${CLOCK:-real}
 
 if [ "$what" != attention ]; then
   echo "running attn_bench_conv ..." >&2
@@ -99,6 +109,7 @@ fi
 # ceiling (and libtorch, which calls the system BLAS). The benchmark runs, and only they, go without.
 bench_env=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
 echo "benchmarks run without OPENBLAS_CORETYPE (was '${OPENBLAS_CORETYPE:-unset}') and OPENBLAS_L2_SIZE (was '${OPENBLAS_L2_SIZE:-unset}')" >&2
+if [ "${REUSE:-0}" != 1 ]; then
 echo "running attn_bench_attention (filter '$filter', min_time $min_time) ..." >&2
 # The ceilings (BM_openblas, BM_gemm1024) always run, whatever the filter.
 "${bench_env[@]}" "$build/benchmarks/attn_bench_attention" --benchmark_filter="($filter)|BM_openblas|BM_gemm1024" \
@@ -112,11 +123,13 @@ if [ -x "$build/benchmarks/attn_bench_torch" ]; then
 else
   echo "libtorch not found: no libtorch column" >&2
 fi
+fi
 
 python3 - "$out" <<'EOF'
 import json, os, re, sys
 
 out = sys.argv[1]
+cpu_clock = os.environ.get("CLOCK") == "cpu"
 rows = {}  # (B, L, causal, threads) -> {path: (ms, gflops)}
 ceil = {}  # threads -> {"openblas" | "gemm1024": gflops}
 context = {}
@@ -131,11 +144,18 @@ for name in ("attn.json", "torch.json"):
     for b in data["benchmarks"]:
         if b.get("run_type", "iteration") != "iteration" or b.get("error_occurred"):
             continue
-        ms = b["real_time"] * {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b["time_unit"]]
+        unit = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b["time_unit"]]
+        ms = b["real_time"] * unit
+        gflops = b.get("GFLOPS", 0.0)
+        threads = re.search(r"threads:(\d+)", b["name"])
+        if cpu_clock:
+            if threads is None or threads.group(1) != "1":
+                continue
+            ms, gflops = b["cpu_time"] * unit, gflops * b["real_time"] / b["cpu_time"]
         m = re.match(r"BM_(openblas|gemm1024)/threads:(\d+)", b["name"])
         if m:
             c = ceil.setdefault(int(m.group(2)), {})
-            c[m.group(1)] = max(c.get(m.group(1), 0.0), b.get("GFLOPS", 0.0))
+            c[m.group(1)] = max(c.get(m.group(1), 0.0), gflops)
             continue
         m = re.match(r"BM_(\w+)/B:(\d+)/L:(\d+)/causal:(\d)/threads:(\d+)", b["name"])
         if not m:
@@ -143,7 +163,7 @@ for name in ("attn.json", "torch.json"):
         key = tuple(int(x) for x in m.groups()[1:])
         best = rows.setdefault(key, {}).get(m.group(1))
         if best is None or ms < best[0]:
-            rows[key][m.group(1)] = (ms, b.get("GFLOPS", 0.0))
+            rows[key][m.group(1)] = (ms, gflops)
 
 def cell(v, fmt):
     return "—" if v is None else fmt.format(v)
@@ -159,6 +179,8 @@ def best(*vals):
     return max(vals) if vals else None
 
 E = 512
+if cpu_clock:
+    print("Times are the CPU times of the 1-thread runs (CLOCK=cpu), not wall-clock times.")
 print("attn SIMD level: {}".format(context.get("attn_simd") or os.environ.get("ATTN_SIMD") or "default (best supported)"))
 print("OpenBLAS core: {} (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for the benchmarks)".format(
     context.get("openblas_core", "— (OpenBLAS not found: no ceiling column)")))
