@@ -1,7 +1,9 @@
 // Multi-head self-attention forward, fp32, E = 512, H = 8, d = 64: attn (the MultiHeadAttention layer,
 // its `causal` option for the causal rows), a plain Eigen implementation (the floor) and fp32 GEMMs of
 // the same work (the ceiling: attn's own tiled GEMM, and Eigen's), over B in {1, 8}, L in {128, 512,
-// 2048, 4096}, causal or not, 1 and 2 threads; also the attention core alone. The SIMD level is attn's
+// 2048, 4096}, causal or not, 1 and 2 threads; also the forward's three phases alone (the fused QKV
+// projection, the attention core, the output projection) and, when OpenBLAS is found at configure time,
+// OpenBLAS's sgemm of 1024^3 on 1 and 2 threads (the machine's ceiling). The SIMD level is attn's
 // default (the best the CPU has) unless ATTN_SIMD says otherwise.
 //
 //   attn_bench_attention [google-benchmark flags]        the benchmarks
@@ -15,6 +17,10 @@
 #include <string>
 
 #include <attn/attn.hpp>
+
+#ifdef ATTN_BENCH_OPENBLAS
+#include <cblas.h>
+#endif
 
 #include "bench_common.hpp"
 
@@ -110,6 +116,66 @@ void BM_core(benchmark::State& state) {
   attn_bench::report(state, 4.0 * double(B) * double(L) * double(L) * double(E));
 }
 
+/// The attention core alone on head-major Q, K, V ([B, H, L, d] each, contiguous per head): the same
+/// work as BM_core without the [B, L, 3, H, d] projection's row stride (a diagnostic of the layout).
+void BM_core_head_major(benchmark::State& state) {
+  const Index B = state.range(0), L = state.range(1), E = kEmbed, H = kHeads, d = kHeadDim;
+  attn::set_num_threads(static_cast<int>(state.range(3)));
+  attn::ops::AttentionMask<float> mask;
+  mask.causal = state.range(2) != 0;
+  const auto qkv = make_input(B, 3 * L);
+  attn::Tensor<float, 3> ctx(B, L, E);
+  const auto view = [&](Index part) {
+    return attn::ops::HeadsView<float>{qkv.data() + part * B * L * E, B, L, H, d, H * L * d, d, L * d};
+  };
+  for (auto _ : state) {
+    attn::ops::attention_core(view(0), view(1), view(2), attn::ops::heads_out<float>(ctx.data(), B, L, H, d, E),
+                              0.125f, mask);
+    benchmark::DoNotOptimize(ctx.data());
+  }
+  attn_bench::report(state, 4.0 * double(B) * double(L) * double(L) * double(E));
+}
+
+/// The forward's first phase alone: the fused QKV projection x [B·L, E] · Wqkv [E, 3E] (ops::dense, the
+/// layer's own weights), on attn's threads. GFLOP/s count its 2·B·L·E·3E.
+void BM_qkv(benchmark::State& state) {
+  const Index B = state.range(0), L = state.range(1), E = kEmbed;
+  attn::set_num_threads(static_cast<int>(state.range(3)));
+  const Layer layer = make_layer();
+  const auto x = make_input(B, L);
+  attn::Tensor<float, 3> qkv(B, L, 3 * E);
+  qkv.setZero();  // touched before timing
+  for (auto _ : state) {
+    attn::ops::dense<float>(x.data(), B * L, layer.parameters()[0], nullptr, qkv.data());
+    benchmark::DoNotOptimize(qkv.data());
+  }
+  attn_bench::report(state, 2.0 * double(B) * double(L) * double(E) * double(3 * E));
+}
+
+/// The forward's last phase alone: the output projection ctx [B·L, E] · Wproj [E, E].
+void BM_outproj(benchmark::State& state) {
+  const Index B = state.range(0), L = state.range(1), E = kEmbed;
+  attn::set_num_threads(static_cast<int>(state.range(3)));
+  const Layer layer = make_layer();
+  const auto ctx = make_input(B, L);
+  attn::Tensor<float, 3> y(B, L, E);
+  y.setZero();
+  for (auto _ : state) {
+    attn::ops::dense<float>(ctx.data(), B * L, layer.parameters()[1], nullptr, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  attn_bench::report(state, 2.0 * double(B) * double(L) * double(E) * double(E));
+}
+
+/// The shapes of the projections: causal or not does not change them.
+void dense_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"B", "L", "causal", "threads"});
+  for (std::int64_t batch : {1, 8})
+    for (std::int64_t len : {128, 512, 2048, 4096})
+      for (std::int64_t threads : {1, 2}) b->Args({batch, len, 0, threads});
+  b->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+
 /// The side of a square GEMM with the forward's flops (2n³).
 Index gemm_side(const benchmark::State& state) {
   const double flops = attn_bench::forward_flops(state.range(0), state.range(1));
@@ -149,9 +215,53 @@ void BM_gemm_eigen(benchmark::State& state) {
   state.counters["n"] = static_cast<double>(n);
 }
 
+#ifdef ATTN_BENCH_OPENBLAS
+/// OpenBLAS's name of the kernel set it runs (its run-time CPU detection, or OPENBLAS_CORETYPE).
+std::string openblas_core() { return std::string(openblas_get_corename()) + " (" + openblas_get_config() + ")"; }
+
+/// The machine's ceiling: OpenBLAS's sgemm of 1024^3 (row-major, no transposes) on `threads` of its own
+/// threads. OpenBLAS goes back to one thread afterwards so that its pool stays idle in other benchmarks.
+void BM_openblas(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  constexpr Index n = 1024;
+  openblas_set_num_threads(threads);
+  const Mat a = Mat::Random(n, n), b = Mat::Random(n, n);
+  Mat c = Mat::Zero(n, n);
+  for (auto _ : state) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f,
+                c.data(), n);
+    benchmark::DoNotOptimize(c.data());
+  }
+  openblas_set_num_threads(1);
+  attn_bench::report(state, 2.0 * double(n) * double(n) * double(n));
+  state.SetLabel(openblas_core());
+}
+
+/// attn's GEMM on the same 1024^3 problem, next to OpenBLAS's.
+void BM_gemm1024(benchmark::State& state) {
+  attn::set_num_threads(static_cast<int>(state.range(0)));
+  constexpr Index n = 1024;
+  const Mat a = Mat::Random(n, n), b = Mat::Random(n, n);
+  Mat c = Mat::Zero(n, n);
+  for (auto _ : state) {
+    attn::ops::gemm<float>(n, n, n, a.data(), n, b.data(), n, false, c.data(), n);
+    benchmark::DoNotOptimize(c.data());
+  }
+  attn_bench::report(state, 2.0 * double(n) * double(n) * double(n));
+}
+#endif
+
+// The ceilings first: they are the reference of every ratio, and OpenBLAS's pool then sleeps.
+#ifdef ATTN_BENCH_OPENBLAS
+BENCHMARK(BM_openblas)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_gemm1024)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+#endif
 BENCHMARK(BM_attn)->Apply(attn_bench::shapes);
-BENCHMARK(BM_eigen)->Apply(attn_bench::shapes);
+BENCHMARK(BM_qkv)->Apply(dense_shapes);
 BENCHMARK(BM_core)->Apply(attn_bench::shapes);
+BENCHMARK(BM_core_head_major)->Apply(attn_bench::shapes);
+BENCHMARK(BM_outproj)->Apply(dense_shapes);
+BENCHMARK(BM_eigen)->Apply(attn_bench::shapes);
 BENCHMARK(BM_gemm)->Apply(attn_bench::shapes);
 BENCHMARK(BM_gemm_eigen)->Apply(attn_bench::shapes);
 
@@ -200,6 +310,11 @@ int main(int argc, char** argv) {
   if (!self_check()) return 1;
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::AddCustomContext("attn_simd", std::string(attn::simd_name(attn::simd())));
+#ifdef ATTN_BENCH_OPENBLAS
+  benchmark::AddCustomContext("openblas_core", openblas_core());
+  std::fprintf(stderr, "OpenBLAS core: %s\n", openblas_core().c_str());
+#endif
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

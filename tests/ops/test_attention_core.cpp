@@ -520,6 +520,36 @@ TEMPLATE_TEST_CASE("attention core: bit-identical results for 1, 2 and 3 threads
       }
 }
 
+TEMPLATE_TEST_CASE("attention core: grouping query tiles into tasks never changes a bit", "[attention_core]",
+                   float, double) {
+  // A task runs several query tiles of one (batch, head) over each key block, packed once (packed
+  // kernels); every row must come out as when each tile runs alone.
+  using T = TestType;
+  ATTN_FOR_EACH_SIMD_LEVEL();
+  ThreadGuard guard;
+  const Index B = 2, Tq = 37, S = 45, Hq = 4, Hkv = 2, d = 16, dv = 12;
+  Heads<T> q(B, Tq, Hq, d, true), k(B, S, Hkv, d, true), v(B, S, Hkv, dv, true);
+  q.fill(41);
+  k.fill(42);
+  v.fill(43);
+  for (int threads : {1, 2}) {
+    attn::set_num_threads(threads);
+    for (const auto& mc : mask_cases<T>(B, Hq, Tq, S, 44)) {
+      std::vector<std::vector<T>> outs;
+      for (Index per_task : {1, 2, 3, 16}) {
+        Heads<T> o(B, Tq, Hq, dv, true);
+        ops::attention_core(q.view(), k.view(), v.view(), o.out(), T(0.25), mc.mask(), nullptr,
+                            {.query_block = 5, .key_block = 7, .min_parallel_flops = 0,
+                             .query_blocks_per_task = per_task});
+        outs.push_back(o.buf);
+      }
+      INFO(mc.name << ", threads " << threads);
+      for (std::size_t t = 1; t < outs.size(); ++t)
+        REQUIRE(std::memcmp(outs[0].data(), outs[t].data(), outs[0].size() * sizeof(T)) == 0);
+    }
+  }
+}
+
 TEMPLATE_TEST_CASE("attention core: asking for the weights never changes the output", "[attention_core]", float,
                    double) {
   using T = TestType;
@@ -694,6 +724,8 @@ TEST_CASE("attention core: inconsistent views and tilings are rejected", "[atten
   REQUIRE_THROWS_WITH(ops::attention_core(q, k, v, out, 1.0f, m, nullptr, {.key_block = -2}),
                       Catch::Matchers::Contains("must be positive, got " +
                                                 std::to_string(ops::AttentionCoreOptions{}.query_block) + " and -2"));
+  REQUIRE_THROWS_WITH(ops::attention_core(q, k, v, out, 1.0f, m, nullptr, {.query_blocks_per_task = 0}),
+                      Catch::Matchers::Contains("query_blocks_per_task must be positive, got 0"));
   // The entry point every layer calls is the core.
   REQUIRE_THROWS_AS(ops::attention(q, ops::heads_of<float>(buf.data(), 3, 6, 2, 8, 16), v, out, 1.0f, m),
                     attn::ShapeError);

@@ -205,8 +205,9 @@ struct Kernels {
   Simd level;
   /// C[m, n] = A[m, k] · B[k, n], or C += A · B when `accumulate`; row-major with leading dimensions
   /// lda, ldb, ldc; when `b_trans`, b holds Bᵀ (row-major [n, k], leading dimension ldb). C must not
-  /// overlap A or B. Single-threaded. `direct` hints that the operands are small and in cache (the
-  /// packed kernels then read them in place instead of packing); it never changes a result.
+  /// overlap A or B. Single-threaded. `direct` hints that B is small and in cache (the packed kernels,
+  /// which always read full tiles of A in place, then read an untransposed B in place too); it never
+  /// changes a result.
   void (*gemm)(Index m, Index n, Index k, const T* a, Index lda, const T* b, Index ldb, bool b_trans, T* c,
                Index ldc, bool accumulate, bool direct);
   /// RowOps<T>::prepare, row_max, exp_sum (see there)
@@ -239,6 +240,31 @@ template <class T>
   }
 #endif
   return generic;
+}
+
+/// An out-of-place transpose, dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols (the attention
+/// core packs its K blocks with it); `transpose_kernel<T>(level)` gives the one of an instruction-set
+/// level (AVX for float on x86-64, else a plain loop). Copies only: no value changes.
+template <class T>
+using TransposeFn = void (*)(const T* src, Index lds, Index rows, Index cols, T* dst, Index ldd);
+
+namespace detail {
+template <class T>
+void generic_transpose(const T* src, Index lds, Index rows, Index cols, T* dst, Index ldd) {
+  for (Index i = 0; i < rows; ++i)
+    for (Index j = 0; j < cols; ++j) dst[j * ldd + i] = src[i * lds + j];
+}
+}  // namespace detail
+
+template <class T>
+[[nodiscard]] TransposeFn<T> transpose_kernel(Simd level) {
+#if ATTN_SIMD_DISPATCH
+  if (simd_available(level)) {
+    if (level == Simd::avx512) return &x86::avx512::transpose<T>;
+    if (level == Simd::avx2) return &x86::avx2::transpose<T>;
+  }
+#endif
+  return &detail::generic_transpose<T>;
 }
 
 /// The kernels of the level in use (attn::simd()).

@@ -52,6 +52,23 @@ ATTN_KTARGET inline void transpose8x8(const float* src, Index lds, float* dst, I
   }
 }
 
+/// dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols: an out-of-place transpose (float: 8 x 8
+/// blocks through registers, the edges one by one).
+template <class T>
+ATTN_KTARGET inline void transpose(const T* src, Index lds, Index rows, Index cols, T* dst, Index ldd) {
+  Index i8 = 0, j8 = 0;
+  if constexpr (std::is_same_v<T, float>) {
+    i8 = rows / 8 * 8;
+    j8 = cols / 8 * 8;
+    for (Index i = 0; i < i8; i += 8)
+      for (Index j = 0; j < j8; j += 8) transpose8x8(src + i * lds + j, lds, dst + j * ldd + i, ldd);
+  }
+  for (Index i = 0; i < i8; ++i)
+    for (Index j = j8; j < cols; ++j) dst[j * ldd + i] = src[i * lds + j];
+  for (Index i = i8; i < rows; ++i)
+    for (Index j = 0; j < cols; ++j) dst[j * ldd + i] = src[i * lds + j];
+}
+
 /// Packs B [0, kc) x [0, nc) into micro-panels of NR columns: pb[panel][k][NR], columns past nc zero.
 /// B(k, j) is b[k * ldb + j], or b[j * ldb + k] when `trans` (B given as its transpose, row-major).
 template <class T>
@@ -136,10 +153,13 @@ ATTN_KTARGET inline void micro_tile(Index kc, const T* pa, Index a_rs, const T* 
 }
 
 /// C[m, n] (+)= A[m, k] · B[k, n], all row-major with leading dimensions; B given as its transpose
-/// when `b_trans`. Single-threaded; packs into per-thread buffers. With `direct` (operands already in
-/// cache, as in the attention core), full register tiles read A, and B unless transposed, in place and
-/// only ragged edges are packed. The k blocking is fixed (multiples of KC from 0), so an element's value
-/// does not depend on m, n, `direct` or on which sub-block a caller hands over.
+/// when `b_trans`. Single-threaded; packs into per-thread buffers. Full register tiles read A in place
+/// (its rows are broadcast one element at a time, so a packed copy buys nothing but the copy: packing
+/// took a sixth of the time of a large product); only a ragged edge of rows is packed. B is packed into
+/// micro-panels, which full tiles reuse across MC rows; with `direct` (operands already in cache, as in
+/// the attention core) full panels of an untransposed B are read in place too. The k blocking is fixed
+/// (multiples of KC from 0), so an element's value does not depend on m, n, `direct` or on which
+/// sub-block a caller hands over.
 template <class T>
 ATTN_KTARGET inline void gemm(Index m, Index n, Index k, const T* a, Index lda, const T* b, Index ldb,
                               bool b_trans, T* c, Index ldc, bool accumulate, bool direct) {
@@ -151,7 +171,7 @@ ATTN_KTARGET inline void gemm(Index m, Index n, Index k, const T* a, Index lda, 
     return;
   }
   thread_local std::vector<T> abuf, bbuf;
-  if (abuf.size() < static_cast<std::size_t>(Bk::MC * Bk::KC)) abuf.resize(static_cast<std::size_t>(Bk::MC * Bk::KC));
+  if (abuf.size() < static_cast<std::size_t>(Bk::MR * Bk::KC)) abuf.resize(static_cast<std::size_t>(Bk::MR * Bk::KC));
   if (bbuf.size() < static_cast<std::size_t>(Bk::KC * Bk::NC)) bbuf.resize(static_cast<std::size_t>(Bk::KC * Bk::NC));
   T* pa = abuf.data();
   T* pb = bbuf.data();
@@ -168,9 +188,8 @@ ATTN_KTARGET inline void gemm(Index m, Index n, Index k, const T* a, Index lda, 
       for (Index ic = 0; ic < m; ic += Bk::MC) {
         const Index mc = std::min(Bk::MC, m - ic);
         const T* asrc = a + ic * lda + pc;
-        const Index mfull = mc / Bk::MR * Bk::MR;  // with direct, only the ragged panel is packed (at pa)
-        if (!direct) pack_a(asrc, lda, mc, kc, pa);
-        else if (mfull < mc) pack_a(asrc + mfull * lda, lda, mc - mfull, kc, pa);
+        const Index mfull = mc / Bk::MR * Bk::MR;  // only the ragged panel is packed (at pa)
+        if (mfull < mc) pack_a(asrc + mfull * lda, lda, mc - mfull, kc, pa);
         for (Index jr = 0; jr < nc; jr += Bk::NR) {
           const bool b_in_place = direct_b && jr < nfull;
           const T* bp = b_in_place ? bsrc + jr : (direct_b ? pb : pb + jr * kc);
@@ -179,8 +198,8 @@ ATTN_KTARGET inline void gemm(Index m, Index n, Index k, const T* a, Index lda, 
           for (Index ir = 0; ir < mc; ir += Bk::MR) {
             T* cp = c + (ic + ir) * ldc + jc + jr;
             const Index mr = std::min<Index>(Bk::MR, mc - ir);
-            if (direct && ir < mfull) micro_tile<T, true>(kc, asrc + ir * lda, lda, bp, b_ks, cp, ldc, acc, mr, nr);
-            else micro_tile<T, false>(kc, direct ? pa : pa + ir * kc, 0, bp, b_ks, cp, ldc, acc, mr, nr);
+            if (ir < mfull) micro_tile<T, true>(kc, asrc + ir * lda, lda, bp, b_ks, cp, ldc, acc, mr, nr);
+            else micro_tile<T, false>(kc, pa, 0, bp, b_ks, cp, ldc, acc, mr, nr);
           }
         }
       }
