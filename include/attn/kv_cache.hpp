@@ -42,7 +42,7 @@
 /// (B = 1) uses every core once the cache holds more than `split_keys` tokens or has several kv heads.
 ///
 /// Speed: a decode step (up to 8 query rows per kv head: multi_head and differential have one,
-/// group_query its group) streams K and V once through AVX-512 / AVX2 row kernels (ops/simd/decode.inl,
+/// group_query its group) streams K and V once through AVX-512 / AVX2 row kernels (ops/simd/rowvec.inl,
 /// run-time dispatch) that prefetch 16 rows ahead; longer steps go through the packed matrix product. The step is bound by
 /// memory bandwidth: benchmarks/bench_decode.cpp reports it as a share of a STREAM-like triad.
 ///
@@ -80,21 +80,6 @@
 
 #if ATTN_SIMD_DISPATCH
 #include <immintrin.h>
-
-#include "attn/ops/simd/x86.hpp"
-
-namespace attn::ops::x86 {
-namespace avx2 {
-#define ATTN_KTARGET ATTN_TARGET_AVX2
-#include "attn/ops/simd/decode.inl"
-#undef ATTN_KTARGET
-}  // namespace avx2
-namespace avx512 {
-#define ATTN_KTARGET ATTN_TARGET_AVX512
-#include "attn/ops/simd/decode.inl"
-#undef ATTN_KTARGET
-}  // namespace avx512
-}  // namespace attn::ops::x86
 #endif
 
 namespace attn {
@@ -308,7 +293,7 @@ namespace detail {
 
 #if ATTN_SIMD_DISPATCH
 /// float16 -> float with F16C (every AVX2 CPU has it), 8 at a time, asking for the storage 16 rows of
-/// width d ahead (as ops/simd/decode.inl does).
+/// width d ahead (as ops/simd/rowvec.inl does).
 __attribute__((target("avx,f16c"))) inline void widen_f16c(const Eigen::half* src, Index n, Index d, float* dst) {
   Index i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -320,7 +305,7 @@ __attribute__((target("avx,f16c"))) inline void widen_f16c(const Eigen::half* sr
 #endif
 
 /// Converts n elements of storage type S to T (no copy when S is T): bfloat16 -> float is a shift
-/// (AVX-512 / AVX2 with prefetch through ops/simd/decode.inl, scalar otherwise), float16 -> float
+/// (AVX-512 / AVX2 with prefetch through ops/simd/rowvec.inl, scalar otherwise), float16 -> float
 /// uses F16C when the CPU has AVX2, else Eigen's conversion.
 template <class T, class S>
 const T* as_compute(const S* src, Index n, Index d, T* buf) {
@@ -354,32 +339,6 @@ const T* as_compute(const S* src, Index n, Index d, T* buf) {
     Eigen::Map<B>(buf, n) = Eigen::Map<const A>(src, n).template cast<T>();
     return buf;
   }
-}
-
-/// z[c] = K[c, :]·q for c < cols (one query row's logits against a block of keys, K row-major
-/// [cols, d]): AVX-512 / AVX2 through run-time dispatch for float, a plain product otherwise.
-template <class T>
-void decode_scores(const T* K, Index cols, Index d, const T* q, T* z) {
-#if ATTN_SIMD_DISPATCH
-  if constexpr (std::is_same_v<T, float>) {
-    if (simd() == Simd::avx512) return x86::avx512::decode_scores(K, cols, d, q, z);
-    if (simd() == Simd::avx2) return x86::avx2::decode_scores(K, cols, d, q, z);
-  }
-#endif
-  Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(z, cols).noalias() =
-      ConstMatrixMap<T>(K, cols, d) * Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(q, d);
-}
-
-/// o[:] += Σ_c z[c]·V[c, :] for c < cols (one row's weighted values, V row-major [cols, d]).
-template <class T>
-void decode_values(const T* z, const T* V, Index cols, Index d, T* o) {
-#if ATTN_SIMD_DISPATCH
-  if constexpr (std::is_same_v<T, float>) {
-    if (simd() == Simd::avx512) return x86::avx512::decode_values(z, V, cols, d, o);
-    if (simd() == Simd::avx2) return x86::avx2::decode_values(z, V, cols, d, o);
-  }
-#endif
-  Eigen::Map<RowVector<T>>(o, d).noalias() += Eigen::Map<const RowVector<T>>(z, cols) * ConstMatrixMap<T>(V, cols, d);
 }
 
 }  // namespace detail
@@ -448,7 +407,7 @@ void cache_attention(const T* q, Index q_row, const S* k, const S* v, Index B, I
       const T* K = detail::as_compute<T, S>(k + (head + j0) * d, cols * d, d, Kc);
       const T* V = detail::as_compute<T, S>(v + (head + j0) * d, cols * d, d, Vc);
       if (rows <= kRowKernelRows)  // a few query rows (decode): one matrix-vector product each
-        for (Index r = 0; r < rows; ++r) detail::decode_scores(K, cols, d, Qg + r * d, Z + r * cols);
+        for (Index r = 0; r < rows; ++r) matvec(K, cols, d, Qg + r * d, Z + r * cols);
       else
         kern.gemm(rows, cols, d, Qg, d, K, d, /*b_trans=*/true, Z, cols, /*accumulate=*/false, /*direct=*/true);
       bool partial_block = false;
@@ -478,7 +437,7 @@ void cache_attention(const T* q, Index q_row, const S* k, const S* v, Index B, I
           for (Index c = 0; c < d; ++c) O[r * d + c] *= alpha[r];
       const bool finite = !partial_block || std::isfinite(Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(V, cols * d).sum());
       if (finite && rows <= kRowKernelRows) {
-        for (Index r = 0; r < rows; ++r) detail::decode_values(Z + r * cols, V, cols, d, O + r * d);
+        for (Index r = 0; r < rows; ++r) vecmat_acc(Z + r * cols, V, cols, d, d, O + r * d);
       } else if (finite) {
         kern.gemm(rows, d, cols, Z, cols, V, d, /*b_trans=*/false, O, d, /*accumulate=*/true, /*direct=*/true);
       } else {  // a masked key's non-finite value reaches no row that does not see it

@@ -1,8 +1,9 @@
 // The kernel table (ops/kernels.hpp) and the SIMD dispatch (core/simd.hpp): every matrix product of every
 // available instruction-set level against a plain-loop product in long double, over odd shapes, strides,
 // transposed operands, accumulation and empty extents; the tiled ops::gemm bit-identical for 1, 2 and 3
-// threads; the row passes of each level against the generic ones; set_simd and ATTN_SIMD; the per-thread
-// scratch frames (core/scratch.hpp).
+// threads; the row passes of each level against the generic ones; the one-row products (matvec,
+// vecmat_acc, dense on one token) against plain loops; set_simd and ATTN_SIMD; the per-thread scratch
+// frames (core/scratch.hpp).
 #include "support.hpp"
 
 #include <cstdlib>
@@ -219,6 +220,57 @@ TEST_CASE("kernels: every level's row passes agree with the generic ones", "[ker
       REQUIRE(e[i] == Approx(want).epsilon(3e-7).margin(2e-38));
     }
     REQUIRE(sum == Approx(expect_sum).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("kernels: the one-row products (matvec, vecmat_acc) and dense on one row, every level", "[kernels][simd]") {
+  ATTN_FOR_EACH_SIMD_LEVEL();
+  // widths below, at and past a register block (4 registers of 16 or 8 floats), odd ones, strided rows
+  for (const Index d : {1, 7, 16, 33, 64, 100}) {
+    for (const Index cols : {1, 3, 4, 5, 130}) {
+      INFO("d " << d << ", cols " << cols);
+      const Mat<float> K(cols, d, 3, 11 + static_cast<std::uint64_t>(d));  // row stride d + 3
+      const Mat<float> q(1, d, 0, 12);
+      std::vector<float> z(static_cast<std::size_t>(cols) + 1, 555.0f);
+      // matvec takes contiguous rows: copy K without its padding
+      std::vector<float> Kc(static_cast<std::size_t>(cols * d));
+      for (Index c = 0; c < cols; ++c)
+        for (Index e = 0; e < d; ++e) Kc[static_cast<std::size_t>(c * d + e)] = K.at(c, e);
+      ops::matvec(Kc.data(), cols, d, q.buf.data(), z.data());
+      for (Index c = 0; c < cols; ++c) {
+        double want = 0;
+        for (Index e = 0; e < d; ++e) want += double(K.at(c, e)) * double(q.at(0, e));
+        REQUIRE(z[static_cast<std::size_t>(c)] == Approx(want).margin(1e-5).epsilon(1e-5));
+      }
+      REQUIRE(z[static_cast<std::size_t>(cols)] == 555.0f);  // nothing past the end
+      // vecmat_acc on the strided K (ld = d + 3), accumulating onto o
+      const Mat<float> zc(1, cols, 0, 13);
+      Mat<float> o(1, d, 2, 14);
+      const Mat<float> o0 = o;
+      ops::vecmat_acc(zc.buf.data(), K.buf.data(), cols, d, K.ld, o.buf.data());
+      for (Index e = 0; e < d; ++e) {
+        double want = o0.at(0, e);
+        for (Index c = 0; c < cols; ++c) want += double(zc.at(0, c)) * double(K.at(c, e));
+        REQUIRE(o.at(0, e) == Approx(want).margin(1e-5).epsilon(1e-5));
+      }
+      for (Index e = d; e < o.ld; ++e) REQUIRE(o.buf[static_cast<std::size_t>(e)] == 777.0f);  // padding kept
+    }
+  }
+  // dense on one row (its own path) against the product of several rows (ops::gemm), row by row
+  const Index in = 70, out = 300;
+  attn::Weight<float> w{"kernel", {in, out}, std::vector<float>(static_cast<std::size_t>(in * out))};
+  attn::Weight<float> bias{"bias", {out}, std::vector<float>(static_cast<std::size_t>(out))};
+  attn::Rng rng(5);
+  for (auto& v : w.data) v = static_cast<float>(rng.uniform(-1.0, 1.0));
+  for (auto& v : bias.data) v = static_cast<float>(rng.uniform(-1.0, 1.0));
+  const Mat<float> x(3, in, 0, 15);
+  std::vector<float> all(static_cast<std::size_t>(3 * out)), one(static_cast<std::size_t>(out));
+  ops::dense(x.buf.data(), 3, w, &bias, all.data());
+  for (Index r = 0; r < 3; ++r) {
+    ops::dense(x.buf.data() + r * in, 1, w, &bias, one.data());
+    for (Index j = 0; j < out; ++j)
+      REQUIRE(one[static_cast<std::size_t>(j)] ==
+              Approx(all[static_cast<std::size_t>(r * out + j)]).margin(1e-5).epsilon(1e-5));
   }
 }
 

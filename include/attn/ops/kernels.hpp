@@ -3,10 +3,13 @@
 /// strided operands, and the attention core's row passes (scale/bias/mask + max, exp + sum, max). Each
 /// instruction-set level of core/simd.hpp has a table; `kernels<T>()` returns the one in use.
 ///
-/// - generic: Eigen's matrix products over Maps with outer strides, and RowOps on Eigen's packet math
-///   (SSE2 by default, wider with -march=native, NEON on ARM).
-/// - avx2 / avx512 (x86-64, GCC/Clang): the packed register-tiled product of ops/simd/kernels.inl for
-///   float and double; the row passes for float (double keeps the generic row passes).
+/// - generic: RowOps on Eigen's packet math (SSE2 by default, wider with -march=native, NEON on ARM);
+///   the product is the packed one of ops/simd/gemm.inl on SSE2 registers in a build with run-time
+///   dispatch (x86-64: it costs a user's translation unit far less to compile than Eigen's product),
+///   Eigen's matrix product over Maps with outer strides otherwise (other CPUs).
+/// - avx2 / avx512 (x86-64, GCC/Clang): the packed register-tiled product of ops/simd/gemm.inl for
+///   float and double; the row passes of ops/simd/kernels.inl for float (double keeps the generic row
+///   passes).
 ///
 /// Every product fixes its k blocking from k alone, so the value of an output element does not depend on
 /// how a caller cuts the output into blocks: callers may tile by the thread count and stay bit-identical.
@@ -175,7 +178,8 @@ struct RowOps {
 #endif
 
 
-/// The generic product: Eigen over strided Maps (see Kernels::gemm).
+/// The generic product without run-time dispatch (CPUs other than x86-64): Eigen over strided Maps
+/// (see Kernels::gemm).
 template <class T>
 void generic_gemm(Index m, Index n, Index k, const T* a, Index lda, const T* b, Index ldb, bool b_trans, T* c,
                   Index ldc, bool accumulate, bool /*direct*/) {
@@ -221,7 +225,11 @@ template <class T>
 [[nodiscard]] const Kernels<T>& kernels(Simd level) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "attn kernels exist for float and double");
   using R = detail::RowOps<T>;
+#if ATTN_SIMD_DISPATCH
+  static const Kernels<T> generic{Simd::generic, &x86::baseline::gemm<T>, &R::prepare, &R::row_max, &R::exp_sum};
+#else
   static const Kernels<T> generic{Simd::generic, &detail::generic_gemm<T>, &R::prepare, &R::row_max, &R::exp_sum};
+#endif
 #if ATTN_SIMD_DISPATCH
   if (simd_available(level)) {
     if constexpr (std::is_same_v<T, float>) {
@@ -271,6 +279,37 @@ template <class T>
 template <class T>
 [[nodiscard]] const Kernels<T>& kernels() {
   return kernels<T>(simd());
+}
+
+/// z[c] = K[c, :]·q for c < cols, K row-major [cols, d] (a matrix times one vector: a decode step's
+/// logits). For float at the AVX-512 / AVX2 levels (attn::simd()) the kernels of ops/simd/rowvec.inl,
+/// which stream K once with software prefetch; Eigen's product otherwise. Single-threaded.
+template <class T>
+void matvec(const T* K, Index cols, Index d, const T* q, T* z) {
+#if ATTN_SIMD_DISPATCH
+  if constexpr (std::is_same_v<T, float>) {
+    if (simd() == Simd::avx512) return x86::avx512::matvec(K, cols, d, q, z);
+    if (simd() == Simd::avx2) return x86::avx2::matvec(K, cols, d, q, z);
+  }
+#endif
+  Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(z, cols).noalias() =
+      ConstMatrixMap<T>(K, cols, d) * Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(q, d);
+}
+
+/// o[0, d) += Σ_c z[c]·V[c, 0, d) for c < cols, V row-major with row stride ld >= d (one vector times a
+/// matrix: a decode step's weighted values, a dense layer on one token). float at the AVX levels: each
+/// output is one chain of fused multiply-adds in c order, V streamed once with software prefetch;
+/// Eigen's product otherwise. Single-threaded.
+template <class T>
+void vecmat_acc(const T* z, const T* V, Index cols, Index d, Index ld, T* o) {
+#if ATTN_SIMD_DISPATCH
+  if constexpr (std::is_same_v<T, float>) {
+    if (simd() == Simd::avx512) return x86::avx512::vecmat_acc(z, V, cols, d, ld, o);
+    if (simd() == Simd::avx2) return x86::avx2::vecmat_acc(z, V, cols, d, ld, o);
+  }
+#endif
+  Eigen::Map<RowVector<T>>(o, d).noalias() +=
+      Eigen::Map<const RowVector<T>>(z, cols) * detail::ConstStrided<T>(V, cols, d, Eigen::OuterStride<>(ld));
 }
 
 }  // namespace attn::ops

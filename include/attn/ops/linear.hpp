@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "attn/core/parallel.hpp"
 #include "attn/core/tensor.hpp"
@@ -48,12 +49,29 @@ void gemm(Index m, Index n, Index k, const T* a, Index lda, const T* b, Index ld
 }
 
 /// y[rows, out] = x[rows, in] · kernel[in, out] (+ bias[out]). `y` must not alias `x`. Runs on attn's
-/// threads through ops::gemm (bit-identical for every thread count).
+/// threads through ops::gemm (bit-identical for every thread count). One row (a decode step's token)
+/// in float goes through ops::vecmat_acc instead, which streams the kernel once instead of packing it
+/// (blocks of 256 outputs over the threads when the kernel has at least 2^20 elements).
 template <class T>
 void dense(const T* x, Index rows, const Weight<T>& kernel, const Weight<T>* bias, T* y) {
   const Index in = kernel.shape.at(0);
   const Index out = kernel.shape.at(1);
-  gemm<T>(rows, out, in, x, in, kernel.data.data(), out, /*b_trans=*/false, y, out);
+  if (rows == 1 && std::is_same_v<T, float> && simd() != Simd::generic) {
+    constexpr Index block = 256;
+    const Index blocks = (out + block - 1) / block;
+    const auto run = [&](std::int64_t t) {
+      const Index j0 = static_cast<Index>(t) * block, nj = std::min(block, out - j0);
+      std::fill_n(y + j0, nj, T(0));
+      vecmat_acc(x, kernel.data.data() + j0, in, nj, out, y + j0);
+    };
+    if (in * out < (Index(1) << 20) || shares_for(2) == 1) {
+      for (Index t = 0; t < blocks; ++t) run(t);
+    } else {
+      parallel_for_dynamic(blocks, run);
+    }
+  } else {
+    gemm<T>(rows, out, in, x, in, kernel.data.data(), out, /*b_trans=*/false, y, out);
+  }
   if (bias != nullptr && rows > 0) MatrixMap<T>(y, rows, out).rowwise() += bias->row();
 }
 

@@ -1,8 +1,9 @@
 /// \file
 /// AVX2+FMA and AVX-512F kernels for x86-64, compiled with function-level target attributes so that a
 /// baseline (SSE2) build carries them; core/simd.hpp decides at run time which one runs. The kernels
-/// themselves (packed matrix product, the attention core's row passes) are written once in
-/// kernels.inl and instantiated here per instruction set, with the register types below.
+/// themselves (packed matrix product, the attention core's row passes, one-row products) are written
+/// once in gemm.inl, kernels.inl and rowvec.inl and instantiated here per instruction set, with the
+/// register types below; gemm.inl also on SSE2 registers (`baseline`), the generic level's product.
 #pragma once
 
 #include "attn/core/simd.hpp"
@@ -14,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -24,6 +26,46 @@
 #define ATTN_TARGET_AVX512 __attribute__((target("avx512f,avx2,fma")))
 
 namespace attn::ops::x86 {
+
+/// The packed product on the baseline instruction set of x86-64 (SSE2: 4 floats or 2 doubles a
+/// register, multiply then add): the generic level's product in a build with run-time dispatch.
+namespace baseline {
+
+template <class T>
+struct Vec;
+
+template <>
+struct Vec<float> {
+  using P = __m128;
+  static constexpr int W = 4;
+  static P zero() { return _mm_setzero_ps(); }
+  static P set1(float x) { return _mm_set1_ps(x); }
+  static P load(const float* p) { return _mm_loadu_ps(p); }
+  static void store(float* p, P x) { _mm_storeu_ps(p, x); }
+  static P add(P a, P b) { return _mm_add_ps(a, b); }
+  static P fmadd(P a, P b, P c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
+};
+
+template <>
+struct Vec<double> {
+  using P = __m128d;
+  static constexpr int W = 2;
+  static P zero() { return _mm_setzero_pd(); }
+  static P set1(double x) { return _mm_set1_pd(x); }
+  static P load(const double* p) { return _mm_loadu_pd(p); }
+  static void store(double* p, P x) { _mm_storeu_pd(p, x); }
+  static P add(P a, P b) { return _mm_add_pd(a, b); }
+  static P fmadd(P a, P b, P c) { return _mm_add_pd(_mm_mul_pd(a, b), c); }
+};
+
+inline constexpr int kMR = 6;  // 6 x 2 registers of accumulators: 12 of the 16 xmm registers
+inline constexpr int kNV = 2;
+inline constexpr bool kTranspose8x8 = false;
+#define ATTN_KTARGET
+#include "attn/ops/simd/gemm.inl"
+#undef ATTN_KTARGET
+
+}  // namespace baseline
 
 namespace avx2 {
 
@@ -82,7 +124,10 @@ struct Vec<double> {
 inline constexpr int kMR = 6;  // 6 x 2 registers of accumulators: 12 of the 16 ymm registers
 inline constexpr int kNV = 2;
 #define ATTN_KTARGET ATTN_TARGET_AVX2
+inline constexpr bool kTranspose8x8 = true;
 #include "attn/ops/simd/kernels.inl"
+#include "attn/ops/simd/gemm.inl"
+#include "attn/ops/simd/rowvec.inl"
 #undef ATTN_KTARGET
 
 }  // namespace avx2
@@ -147,7 +192,10 @@ struct Vec<double> {
 inline constexpr int kMR = 8;  // 8 x 2 registers of accumulators: 16 of the 32 zmm registers
 inline constexpr int kNV = 2;
 #define ATTN_KTARGET ATTN_TARGET_AVX512
+inline constexpr bool kTranspose8x8 = true;
 #include "attn/ops/simd/kernels.inl"
+#include "attn/ops/simd/gemm.inl"
+#include "attn/ops/simd/rowvec.inl"
 #undef ATTN_KTARGET
 
 }  // namespace avx512

@@ -1,16 +1,15 @@
-// The wide decode kernels of the KV cache (one query row against a block of cached keys), written once.
-// kv_cache.hpp includes this file once per instruction set inside attn::ops::x86::<set>, where
-// ops/simd/x86.hpp defines Vec<T>, with ATTN_KTARGET set to that set's function attribute. It is not a
-// header of its own (no include guard, no includes). Contract: ops::detail::decode_scores_generic and
-// decode_values_generic in kv_cache.hpp.
+// The wide one-row kernels (a matrix times one vector, one vector times a matrix), written once: a KV
+// cache's decode step (one query row against a block of cached keys) and a dense layer on one token.
+// ops/simd/x86.hpp includes this file once per instruction set inside attn::ops::x86::<set>, after
+// defining Vec<T> and ATTN_KTARGET there. It is not a header of its own (no include guard, no
+// includes). Contract: ops::matvec and ops::vecmat_acc in ops/kernels.hpp.
 
-/// Rows ahead that the decode kernels ask the cache for: the step streams K and V from DRAM once, and
-/// the hardware prefetchers alone left a third of the bandwidth unused (measured with
-/// benchmarks/bench_decode.cpp). A prefetch past the end of the cache's storage is harmless (it never
-/// faults).
+/// Rows ahead that these kernels ask for: they stream their matrix from DRAM once, and the hardware
+/// prefetchers alone left a third of the bandwidth unused (a KV cache's decode step, measured with
+/// benchmarks/bench_decode.cpp). A prefetch past the end of the storage is harmless (it never faults).
 inline constexpr Index kPrefetchRows = 16;
 inline constexpr Index kLineFloats = 64 / sizeof(float);
-/// Asks for the cache line `rows` rows of width d past p (address arithmetic only: no pointer is formed
+/// Asks for the cache line `rows` rows of stride d past p (address arithmetic only: no pointer is formed
 /// past the end of the storage).
 template <class S = float>
 ATTN_KTARGET inline void prefetch(const S* p, Index rows, Index d) {
@@ -32,8 +31,8 @@ ATTN_KTARGET inline Index widen_bf16(const void* bits, Index n, Index d, float* 
   return i;
 }
 
-/// z[c] = K[c, :]·q for c < cols; K row-major [cols, d]. Four keys at a time, a register per key.
-ATTN_KTARGET inline void decode_scores(const float* K, Index cols, Index d, const float* q, float* z) {
+/// z[c] = K[c, :]·q for c < cols; K row-major [cols, d]. Four rows at a time, a register per row.
+ATTN_KTARGET inline void matvec(const float* K, Index cols, Index d, const float* q, float* z) {
   using V = Vec<float>;
   using P = V::P;
   constexpr Index W = V::W;
@@ -75,19 +74,19 @@ ATTN_KTARGET inline void decode_scores(const float* K, Index cols, Index d, cons
   }
 }
 
-/// o[:] += Σ_c z[c]·Vm[c, :] for c < cols; Vm row-major [cols, d]. Up to four registers of o stay in
-/// registers across the whole block.
-ATTN_KTARGET inline void decode_values(const float* z, const float* Vm, Index cols, Index d, float* o) {
+/// o[0, d) += Σ_c z[c]·Vm[c, 0, d) for c < cols; Vm row-major with row stride ld >= d. Four registers
+/// of o stay in registers across all rows; each element is one chain of fused multiply-adds in c order.
+ATTN_KTARGET inline void vecmat_acc(const float* z, const float* Vm, Index cols, Index d, Index ld, float* o) {
   using V = Vec<float>;
   using P = V::P;
   constexpr Index W = V::W;
+  static_assert(4 * W * sizeof(float) % 64 == 0, "a block of four registers is whole cache lines");
   Index e0 = 0;
   for (; e0 + 4 * W <= d; e0 += 4 * W) {
     P o0 = V::load(o + e0), o1 = V::load(o + e0 + W), o2 = V::load(o + e0 + 2 * W), o3 = V::load(o + e0 + 3 * W);
     for (Index c = 0; c < cols; ++c) {
-      const float* v = Vm + c * d + e0;
-      if (e0 == 0)
-        for (Index e = 0; e < d; e += kLineFloats) prefetch(Vm + c * d + e, kPrefetchRows, d);
+      const float* v = Vm + c * ld + e0;
+      for (Index e = 0; e < 4 * W; e += kLineFloats) prefetch(v + e, kPrefetchRows, ld);
       const P zc = V::set1(z[c]);
       o0 = V::fmadd(zc, V::load(v), o0);
       o1 = V::fmadd(zc, V::load(v + W), o1);
@@ -101,12 +100,12 @@ ATTN_KTARGET inline void decode_values(const float* z, const float* Vm, Index co
   }
   for (; e0 + W <= d; e0 += W) {
     P o0 = V::load(o + e0);
-    for (Index c = 0; c < cols; ++c) o0 = V::fmadd(V::set1(z[c]), V::load(Vm + c * d + e0), o0);
+    for (Index c = 0; c < cols; ++c) o0 = V::fmadd(V::set1(z[c]), V::load(Vm + c * ld + e0), o0);
     V::store(o + e0, o0);
   }
   for (; e0 < d; ++e0) {
     float s = o[e0];
-    for (Index c = 0; c < cols; ++c) s += z[c] * Vm[c * d + e0];
+    for (Index c = 0; c < cols; ++c) s = std::fma(z[c], Vm[c * ld + e0], s);
     o[e0] = s;
   }
 }
