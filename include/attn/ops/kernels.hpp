@@ -283,7 +283,7 @@ template <class T>
 
 /// z[c] = K[c, :]·q for c < cols, K row-major [cols, d] (a matrix times one vector: a decode step's
 /// logits). For float at the AVX-512 / AVX2 levels (attn::simd()) the kernels of ops/simd/rowvec.inl,
-/// which stream K once with software prefetch; Eigen's product otherwise. Single-threaded.
+/// which stream K once with software prefetch; plain loops otherwise. Single-threaded.
 template <class T>
 void matvec(const T* K, Index cols, Index d, const T* q, T* z) {
 #if ATTN_SIMD_DISPATCH
@@ -292,14 +292,17 @@ void matvec(const T* K, Index cols, Index d, const T* q, T* z) {
     if (simd() == Simd::avx2) return x86::avx2::matvec(K, cols, d, q, z);
   }
 #endif
-  Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(z, cols).noalias() =
-      ConstMatrixMap<T>(K, cols, d) * Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(q, d);
+  for (Index c = 0; c < cols; ++c) {
+    T s = 0;
+    for (Index e = 0; e < d; ++e) s = std::fma(K[c * d + e], q[e], s);
+    z[c] = s;
+  }
 }
 
 /// o[0, d) += Σ_c z[c]·V[c, 0, d) for c < cols, V row-major with row stride ld >= d (one vector times a
 /// matrix: a decode step's weighted values, a dense layer on one token). float at the AVX levels: each
 /// output is one chain of fused multiply-adds in c order, V streamed once with software prefetch;
-/// Eigen's product otherwise. Single-threaded.
+/// plain loops otherwise (the same chains). Single-threaded.
 template <class T>
 void vecmat_acc(const T* z, const T* V, Index cols, Index d, Index ld, T* o) {
 #if ATTN_SIMD_DISPATCH
@@ -308,8 +311,8 @@ void vecmat_acc(const T* z, const T* V, Index cols, Index d, Index ld, T* o) {
     if (simd() == Simd::avx2) return x86::avx2::vecmat_acc(z, V, cols, d, ld, o);
   }
 #endif
-  Eigen::Map<RowVector<T>>(o, d).noalias() +=
-      Eigen::Map<const RowVector<T>>(z, cols) * detail::ConstStrided<T>(V, cols, d, Eigen::OuterStride<>(ld));
+  for (Index c = 0; c < cols; ++c)
+    for (Index e = 0; e < d; ++e) o[e] = std::fma(z[c], V[c * ld + e], o[e]);
 }
 
 }  // namespace attn::ops

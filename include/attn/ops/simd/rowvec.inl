@@ -52,7 +52,9 @@ ATTN_KTARGET inline void matvec(const float* K, Index cols, Index d, const float
       a2 = V::fmadd(V::load(k2 + e), qe, a2);
       a3 = V::fmadd(V::load(k3 + e), qe, a3);
     }
-    float s0 = V::hsum(a0), s1 = V::hsum(a1), s2 = V::hsum(a2), s3 = V::hsum(a3);
+    float sums[4];
+    V::hsum4(a0, a1, a2, a3, sums);
+    float s0 = sums[0], s1 = sums[1], s2 = sums[2], s3 = sums[3];
     for (Index e = dv; e < d; ++e) {
       s0 += k0[e] * q[e];
       s1 += k1[e] * q[e];

@@ -93,6 +93,13 @@ struct Vec<float> {
     s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
     return _mm_cvtss_f32(s);
   }
+  /// out[0, 4) = the lane sums of a0, a1, a2, a3 (one shuffle tree for the four)
+  ATTN_TARGET_AVX2 static void hsum4(P a0, P a1, P a2, P a3, float* out) {
+    const P t0 = _mm256_add_ps(_mm256_unpacklo_ps(a0, a1), _mm256_unpackhi_ps(a0, a1));
+    const P t1 = _mm256_add_ps(_mm256_unpacklo_ps(a2, a3), _mm256_unpackhi_ps(a2, a3));
+    const P u = _mm256_add_ps(_mm256_shuffle_ps(t0, t1, 0x44), _mm256_shuffle_ps(t0, t1, 0xEE));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1)));
+  }
   ATTN_TARGET_AVX2 static float hmax(P x) {
     __m128 s = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
@@ -159,6 +166,14 @@ struct Vec<float> {
   }
   ATTN_TARGET_AVX512 static float hmax(P x) {
     return avx2::Vec<float>::hmax(_mm256_max_ps(half(x, 0), half(x, 1)));
+  }
+  /// out[0, 4) = the lane sums of a0, a1, a2, a3 (one shuffle tree for the four; masked forms, see above)
+  ATTN_TARGET_AVX512 static void hsum4(P a0, P a1, P a2, P a3, float* out) {
+    const P t0 = _mm512_add_ps(_mm512_mask_unpacklo_ps(a0, 0xFFFF, a0, a1), _mm512_mask_unpackhi_ps(a0, 0xFFFF, a0, a1));
+    const P t1 = _mm512_add_ps(_mm512_mask_unpacklo_ps(a2, 0xFFFF, a2, a3), _mm512_mask_unpackhi_ps(a2, 0xFFFF, a2, a3));
+    const P u = _mm512_add_ps(_mm512_mask_shuffle_ps(t0, 0xFFFF, t0, t1, 0x44), _mm512_mask_shuffle_ps(t0, 0xFFFF, t0, t1, 0xEE));
+    const __m256 v = _mm256_add_ps(half(u, 0), half(u, 1));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)));
   }
   /// the low (i = 0) or high (i = 1) 8 lanes
   ATTN_TARGET_AVX512 static __m256 half(P x, int i) {
