@@ -488,16 +488,30 @@ TEMPLATE_TEST_CASE("attention core: logits of magnitude 1e4 stay finite and equa
   }
 }
 
+/// Grouped-query heads with gaps between rows (B = 2, 37 queries, 45 keys, 4 query heads on 2 kv heads),
+/// filled from seed, seed + 1, seed + 2: the problem of the thread and task-grouping tests.
+template <class T>
+struct GroupedProblem {
+  static constexpr Index B = 2, Tq = 37, S = 45, Hq = 4, Hkv = 2, d = 16, dv = 12;
+  struct Qkv {
+    Heads<T> q{B, Tq, Hq, d, true}, k{B, S, Hkv, d, true}, v{B, S, Hkv, dv, true};
+  } qkv;
+  explicit GroupedProblem(std::uint64_t seed) {
+    qkv.q.fill(seed);
+    qkv.k.fill(seed + 1);
+    qkv.v.fill(seed + 2);
+  }
+};
+
 TEMPLATE_TEST_CASE("attention core: bit-identical results for 1, 2 and 3 threads", "[attention_core][threads]",
                    float, double) {
   using T = TestType;
   ATTN_FOR_EACH_SIMD_LEVEL();
   ThreadGuard guard;
-  const Index B = 2, Tq = 37, S = 45, Hq = 4, Hkv = 2, d = 16, dv = 12;
-  Heads<T> q(B, Tq, Hq, d, true), k(B, S, Hkv, d, true), v(B, S, Hkv, dv, true);
-  q.fill(21);
-  k.fill(22);
-  v.fill(23);
+  using P = GroupedProblem<T>;
+  constexpr Index B = P::B, Tq = P::Tq, S = P::S, Hq = P::Hq, dv = P::dv;
+  const P p(21);
+  const auto& [q, k, v] = p.qkv;
   for (const auto& mc : mask_cases<T>(B, Hq, Tq, S, 31))
     for (bool weights : {false, true})
       for (const auto& opt : {ops::AttentionCoreOptions{.query_block = 5, .key_block = 7, .min_parallel_flops = 0},
@@ -527,11 +541,10 @@ TEMPLATE_TEST_CASE("attention core: grouping query tiles into tasks never change
   using T = TestType;
   ATTN_FOR_EACH_SIMD_LEVEL();
   ThreadGuard guard;
-  const Index B = 2, Tq = 37, S = 45, Hq = 4, Hkv = 2, d = 16, dv = 12;
-  Heads<T> q(B, Tq, Hq, d, true), k(B, S, Hkv, d, true), v(B, S, Hkv, dv, true);
-  q.fill(41);
-  k.fill(42);
-  v.fill(43);
+  using P = GroupedProblem<T>;
+  constexpr Index B = P::B, Tq = P::Tq, S = P::S, Hq = P::Hq, dv = P::dv;
+  const P p(41);
+  const auto& [q, k, v] = p.qkv;
   for (int threads : {1, 2}) {
     attn::set_num_threads(threads);
     for (const auto& mc : mask_cases<T>(B, Hq, Tq, S, 44)) {

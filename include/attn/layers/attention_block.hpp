@@ -282,9 +282,11 @@ struct AttentionBlockConfig {
 static_assert(config_table_is_sound<AttentionBlockConfig>());
 
 template <class T = float>
-class AttentionBlock : public LayerBase<AttentionBlock<T>, AttentionBlockConfig, T> {
+class AttentionBlock : public LayerBase<AttentionBlock<T>, AttentionBlockConfig, T>,
+                       public detail::MapDoor<AttentionBlock<T>, T> {
   using Base = LayerBase<AttentionBlock, AttentionBlockConfig, T>;
   friend Base;
+  friend detail::MapDoor<AttentionBlock<T>, T>;
 
 public:
   using Config = AttentionBlockConfig;
@@ -311,23 +313,8 @@ public:
   }
   static std::vector<Shape> example_input_shapes(const Config& c) { return {{2, 3, 5, c.dim}}; }
 
-  /// out `[B, H, W, dim]` of x `[B, H, W, dim]`.
-  template <class X>
-    requires TensorOf<X, T, 4>
-  [[nodiscard]] Tensor<T, 4> forward(const X& x) const {
-    return run(view_of<T, 4>(x), nullptr);
-  }
-  /// The output and the inner attention's weights (see the file comment).
-  template <class X>
-    requires TensorOf<X, T, 4>
-  [[nodiscard]] FeatureMapResult<T> forward_with_weights(const X& x) const {
-    if (config_.inner() == AttentionBlockInner::differential)
-      throw ConfigError("attention_block: the differential inner attention has no attention weights to return",
-                        std::string(Config::type_name), "attention_type");
-    FeatureMapResult<T> r;
-    r.output = run(view_of<T, 4>(x), &r.weights);
-    return r;
-  }
+  // forward(x): out `[B, H, W, dim]` of x `[B, H, W, dim]`.
+  // forward_with_weights(x): also the inner attention's weights (see the file comment; detail::MapDoor).
 
 private:
   using Base::config_, Base::weights_;
@@ -503,6 +490,9 @@ private:
   }
 
   Tensor<T, 4> run(ConstTensorView<T, 4> x, Tensor<T, 4>* weights) const {
+    if (weights != nullptr && config_.inner() == AttentionBlockInner::differential)
+      throw ConfigError("attention_block: the differential inner attention has no attention weights to return",
+                        std::string(Config::type_name), "attention_type");
     check_input(shape_of(x));
     this->check_weights();
     const Index B = x.dimension(0), Hs = x.dimension(1), Ws = x.dimension(2), D = config_.dim;

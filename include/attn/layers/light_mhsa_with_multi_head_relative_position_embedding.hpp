@@ -169,10 +169,12 @@ static_assert(config_table_is_sound<LightMhsaWithMultiHeadRelativePositionEmbedd
 template <class T = float>
 class LightMhsaWithMultiHeadRelativePositionEmbedding
     : public LayerBase<LightMhsaWithMultiHeadRelativePositionEmbedding<T>,
-                       LightMhsaWithMultiHeadRelativePositionEmbeddingConfig, T> {
+                       LightMhsaWithMultiHeadRelativePositionEmbeddingConfig, T>,
+      public detail::MapDoor<LightMhsaWithMultiHeadRelativePositionEmbedding<T>, T> {
   using Base = LayerBase<LightMhsaWithMultiHeadRelativePositionEmbedding,
                          LightMhsaWithMultiHeadRelativePositionEmbeddingConfig, T>;
   friend Base;
+  friend detail::MapDoor<LightMhsaWithMultiHeadRelativePositionEmbedding<T>, T>;
 
 public:
   using Config = LightMhsaWithMultiHeadRelativePositionEmbeddingConfig;
@@ -203,20 +205,8 @@ public:
     return out;
   }
 
-  /// out `[B, H, W, O]` of x `[B, H, W, C]`.
-  template <class X>
-    requires TensorOf<X, T, 4>
-  [[nodiscard]] Tensor<T, 4> forward(const X& x) const {
-    return run(view_of<T, 4>(x), nullptr);
-  }
-  /// The output and the attention weights `[B, num_heads, H·W, Hk·Wk]`.
-  template <class X>
-    requires TensorOf<X, T, 4>
-  [[nodiscard]] FeatureMapResult<T> forward_with_weights(const X& x) const {
-    FeatureMapResult<T> r;
-    r.output = run(view_of<T, 4>(x), &r.weights);
-    return r;
-  }
+  // forward(x): out `[B, H, W, O]` of x `[B, H, W, C]`.
+  // forward_with_weights(x): also the attention weights `[B, num_heads, H·W, Hk·Wk]` (detail::MapDoor).
 
 private:
   using Base::config_, Base::weights_;

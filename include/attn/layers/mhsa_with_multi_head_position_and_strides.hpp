@@ -140,9 +140,11 @@ static_assert(config_table_is_sound<MhsaWithMultiHeadPositionAndStridesConfig>()
 
 template <class T = float>
 class MhsaWithMultiHeadPositionAndStrides
-    : public LayerBase<MhsaWithMultiHeadPositionAndStrides<T>, MhsaWithMultiHeadPositionAndStridesConfig, T> {
+    : public LayerBase<MhsaWithMultiHeadPositionAndStrides<T>, MhsaWithMultiHeadPositionAndStridesConfig, T>,
+      public detail::MapDoor<MhsaWithMultiHeadPositionAndStrides<T>, T> {
   using Base = LayerBase<MhsaWithMultiHeadPositionAndStrides, MhsaWithMultiHeadPositionAndStridesConfig, T>;
   friend Base;
+  friend detail::MapDoor<MhsaWithMultiHeadPositionAndStrides<T>, T>;
 
 public:
   using Config = MhsaWithMultiHeadPositionAndStridesConfig;
@@ -174,20 +176,8 @@ public:
     return out;
   }
 
-  /// out `[B, ⌈H/s⌉, ⌈W/s⌉, output_dim]` of x `[B, H, W, C]`.
-  template <class X>
-    requires TensorOf<X, T, 4>
-  [[nodiscard]] Tensor<T, 4> forward(const X& x) const {
-    return run(view_of<T, 4>(x), nullptr);
-  }
-  /// The output and the attention weights `[B, num_heads, Hq·Wq, H·W]`.
-  template <class X>
-    requires TensorOf<X, T, 4>
-  [[nodiscard]] FeatureMapResult<T> forward_with_weights(const X& x) const {
-    FeatureMapResult<T> r;
-    r.output = run(view_of<T, 4>(x), &r.weights);
-    return r;
-  }
+  // forward(x): out `[B, ⌈H/s⌉, ⌈W/s⌉, output_dim]` of x `[B, H, W, C]`.
+  // forward_with_weights(x): also the attention weights `[B, num_heads, Hq·Wq, H·W]` (detail::MapDoor).
 
 private:
   using Base::config_, Base::weights_;

@@ -122,10 +122,12 @@ static_assert(config_table_is_sound<MhsaWithMultiHeadRelativePositionEmbeddingCo
 template <class T = float>
 class MhsaWithMultiHeadRelativePositionEmbedding
     : public LayerBase<MhsaWithMultiHeadRelativePositionEmbedding<T>, MhsaWithMultiHeadRelativePositionEmbeddingConfig,
-                       T> {
+                       T>,
+      public detail::MapDoor<MhsaWithMultiHeadRelativePositionEmbedding<T>, T> {
   using Base =
       LayerBase<MhsaWithMultiHeadRelativePositionEmbedding, MhsaWithMultiHeadRelativePositionEmbeddingConfig, T>;
   friend Base;
+  friend detail::MapDoor<MhsaWithMultiHeadRelativePositionEmbedding<T>, T>;
 
 public:
   using Config = MhsaWithMultiHeadRelativePositionEmbeddingConfig;
@@ -156,20 +158,8 @@ public:
     return out;
   }
 
-  /// out `[B, H, W, O]` of x `[B, H, W, C]`.
-  template <class X>
-    requires TensorOf<X, T, 4>
-  [[nodiscard]] Tensor<T, 4> forward(const X& x) const {
-    return run(view_of<T, 4>(x), nullptr);
-  }
-  /// The output and the attention weights `[B, num_heads, H·W, H·W]`.
-  template <class X>
-    requires TensorOf<X, T, 4>
-  [[nodiscard]] FeatureMapResult<T> forward_with_weights(const X& x) const {
-    FeatureMapResult<T> r;
-    r.output = run(view_of<T, 4>(x), &r.weights);
-    return r;
-  }
+  // forward(x): out `[B, H, W, O]` of x `[B, H, W, C]`.
+  // forward_with_weights(x): also the attention weights `[B, num_heads, H·W, H·W]` (detail::MapDoor).
 
 private:
   using Base::config_, Base::weights_;

@@ -122,9 +122,11 @@ static_assert(config_table_is_sound<MhsaWithRelativePositionEmbeddingConfig>());
 
 template <class T = float>
 class MhsaWithRelativePositionEmbedding
-    : public LayerBase<MhsaWithRelativePositionEmbedding<T>, MhsaWithRelativePositionEmbeddingConfig, T> {
+    : public LayerBase<MhsaWithRelativePositionEmbedding<T>, MhsaWithRelativePositionEmbeddingConfig, T>,
+      public detail::MapDoor<MhsaWithRelativePositionEmbedding<T>, T> {
   using Base = LayerBase<MhsaWithRelativePositionEmbedding, MhsaWithRelativePositionEmbeddingConfig, T>;
   friend Base;
+  friend detail::MapDoor<MhsaWithRelativePositionEmbedding<T>, T>;
 
 public:
   using Config = MhsaWithRelativePositionEmbeddingConfig;
@@ -143,20 +145,8 @@ public:
     return {{2, c.input_shape[0], c.input_shape[1], c.input_shape[2]}};
   }
 
-  /// out `[B, H, W, O]` of x `[B, H, W, C]`.
-  template <class X>
-    requires TensorOf<X, T, 4>
-  [[nodiscard]] Tensor<T, 4> forward(const X& x) const {
-    return run(view_of<T, 4>(x), nullptr);
-  }
-  /// The output and the attention weights `[B, num_heads, H·W, H·W]`.
-  template <class X>
-    requires TensorOf<X, T, 4>
-  [[nodiscard]] FeatureMapResult<T> forward_with_weights(const X& x) const {
-    FeatureMapResult<T> r;
-    r.output = run(view_of<T, 4>(x), &r.weights);
-    return r;
-  }
+  // forward(x): out `[B, H, W, O]` of x `[B, H, W, C]`.
+  // forward_with_weights(x): also the attention weights `[B, num_heads, H·W, H·W]` (detail::MapDoor).
 
 private:
   using Base::config_, Base::weights_;

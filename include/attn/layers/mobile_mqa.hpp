@@ -91,9 +91,11 @@ struct MobileMQAConfig {
 static_assert(config_table_is_sound<MobileMQAConfig>());
 
 template <class T = float>
-class MobileMQA : public LayerBase<MobileMQA<T>, MobileMQAConfig, T> {
+class MobileMQA : public LayerBase<MobileMQA<T>, MobileMQAConfig, T>,
+                  public detail::MapDoor<MobileMQA<T>, T> {
   using Base = LayerBase<MobileMQA, MobileMQAConfig, T>;
   friend Base;
+  friend detail::MapDoor<MobileMQA<T>, T>;
 
 public:
   using Config = MobileMQAConfig;
@@ -113,20 +115,8 @@ public:
     return config_.use_downsampling ? ((h + 1) / 2) * ((w + 1) / 2) : h * w;
   }
 
-  /// out `[B, H, W, dim]` of x `[B, H, W, dim]`.
-  template <class X>
-    requires TensorOf<X, T, 4>
-  [[nodiscard]] Tensor<T, 4> forward(const X& x) const {
-    return run(view_of<T, 4>(x), nullptr);
-  }
-  /// The output and the attention weights `[B, num_heads, H·W, S]`.
-  template <class X>
-    requires TensorOf<X, T, 4>
-  [[nodiscard]] FeatureMapResult<T> forward_with_weights(const X& x) const {
-    FeatureMapResult<T> r;
-    r.output = run(view_of<T, 4>(x), &r.weights);
-    return r;
-  }
+  // forward(x): out `[B, H, W, dim]` of x `[B, H, W, dim]`.
+  // forward_with_weights(x): also the attention weights `[B, num_heads, H·W, S]` (detail::MapDoor).
 
 private:
   using Base::config_, Base::weights_;

@@ -143,9 +143,11 @@ struct NonLocalAttentionConfig {
 static_assert(config_table_is_sound<NonLocalAttentionConfig>());
 
 template <class T = float>
-class NonLocalAttention : public LayerBase<NonLocalAttention<T>, NonLocalAttentionConfig, T> {
+class NonLocalAttention : public LayerBase<NonLocalAttention<T>, NonLocalAttentionConfig, T>,
+                          public detail::MapDoor<NonLocalAttention<T>, T> {
   using Base = LayerBase<NonLocalAttention, NonLocalAttentionConfig, T>;
   friend Base;
+  friend detail::MapDoor<NonLocalAttention<T>, T>;
 
 public:
   using Config = NonLocalAttentionConfig;
@@ -164,20 +166,8 @@ public:
   }
   static std::vector<Shape> example_input_shapes(const Config& c) { return {{2, 5, 6, c.in_channels()}}; }
 
-  /// out `[B, H, W, C_out]` of x `[B, H, W, C]`.
-  template <class X>
-    requires TensorOf<X, T, 4>
-  [[nodiscard]] Tensor<T, 4> forward(const X& x) const {
-    return run(view_of<T, 4>(x), nullptr);
-  }
-  /// The output and the attention weights `[B, 1, H·W, H·W]`.
-  template <class X>
-    requires TensorOf<X, T, 4>
-  [[nodiscard]] FeatureMapResult<T> forward_with_weights(const X& x) const {
-    FeatureMapResult<T> r;
-    r.output = run(view_of<T, 4>(x), &r.weights);
-    return r;
-  }
+  // forward(x): out `[B, H, W, C_out]` of x `[B, H, W, C]`.
+  // forward_with_weights(x): also the attention weights `[B, 1, H·W, H·W]` (detail::MapDoor).
 
 private:
   using Base::config_, Base::weights_;
