@@ -18,14 +18,32 @@ namespace attn::ops {
 /// is cut into tiles of 256 rows x 256 columns that run as independent single-threaded products, taken
 /// by whichever thread is free (one thread: in order; a tile's C stays in cache over the whole k loop).
 /// The packed kernels (avx2, avx512) give every element the same value whatever the tiling, so there
-/// the tiles narrow (down to 64 columns) when that leaves fewer than 8 per thread; Eigen's products
-/// (generic) choose their code path by shape, so there the tiling is fixed. Either way results are
-/// bit-identical for every thread count. Problems under 2^21 flops stay on the calling thread.
+/// the tiles narrow (down to 64 columns) when that leaves fewer than 8 per thread; at the generic level
+/// the tiling is fixed (Eigen's products, in builds without run-time dispatch, choose their code path
+/// by shape). Either way results are bit-identical for every thread count. Problems under 2^21 flops
+/// stay on the calling thread. One row times a B that is not transposed (a decode step's token), in
+/// float at the AVX levels, goes through ops::vecmat_acc instead: it streams B once instead of packing
+/// it, in blocks of 256 columns over the threads when B has at least 2^20 elements.
 template <class T>
 void gemm(Index m, Index n, Index k, const T* a, Index lda, const T* b, Index ldb, bool b_trans, T* c,
           Index ldc) {
   if (m <= 0 || n <= 0) return;
   const Kernels<T>& kern = kernels<T>();
+  if (m == 1 && !b_trans && std::is_same_v<T, float> && kern.level != Simd::generic) {
+    constexpr Index block = 256;
+    const auto row = [&](std::int64_t t) {
+      const Index j0 = static_cast<Index>(t) * block, nj = std::min(block, n - j0);
+      std::fill_n(c + j0, nj, T(0));
+      vecmat_acc(a, b + j0, k, nj, ldb, c + j0);
+    };
+    const Index blocks = (n + block - 1) / block;
+    if (k * n < (Index(1) << 20) || shares_for(2) == 1) {
+      for (Index t = 0; t < blocks; ++t) row(t);
+    } else {
+      parallel_for_dynamic(blocks, row);
+    }
+    return;
+  }
   const bool any_tiling = kern.level != Simd::generic;
   const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
   const bool serial = flops < double(1 << 21) || shares_for(2) == 1;
@@ -49,29 +67,12 @@ void gemm(Index m, Index n, Index k, const T* a, Index lda, const T* b, Index ld
 }
 
 /// y[rows, out] = x[rows, in] · kernel[in, out] (+ bias[out]). `y` must not alias `x`. Runs on attn's
-/// threads through ops::gemm (bit-identical for every thread count). One row (a decode step's token)
-/// in float goes through ops::vecmat_acc instead, which streams the kernel once instead of packing it
-/// (blocks of 256 outputs over the threads when the kernel has at least 2^20 elements).
+/// threads through ops::gemm (bit-identical for every thread count).
 template <class T>
 void dense(const T* x, Index rows, const Weight<T>& kernel, const Weight<T>* bias, T* y) {
   const Index in = kernel.shape.at(0);
   const Index out = kernel.shape.at(1);
-  if (rows == 1 && std::is_same_v<T, float> && simd() != Simd::generic) {
-    constexpr Index block = 256;
-    const Index blocks = (out + block - 1) / block;
-    const auto run = [&](std::int64_t t) {
-      const Index j0 = static_cast<Index>(t) * block, nj = std::min(block, out - j0);
-      std::fill_n(y + j0, nj, T(0));
-      vecmat_acc(x, kernel.data.data() + j0, in, nj, out, y + j0);
-    };
-    if (in * out < (Index(1) << 20) || shares_for(2) == 1) {
-      for (Index t = 0; t < blocks; ++t) run(t);
-    } else {
-      parallel_for_dynamic(blocks, run);
-    }
-  } else {
-    gemm<T>(rows, out, in, x, in, kernel.data.data(), out, /*b_trans=*/false, y, out);
-  }
+  gemm<T>(rows, out, in, x, in, kernel.data.data(), out, /*b_trans=*/false, y, out);
   if (bias != nullptr && rows > 0) MatrixMap<T>(y, rows, out).rowwise() += bias->row();
 }
 
