@@ -5,10 +5,11 @@
 
 Reads what the run left: the ninja logs of build/ (release suite) and build-asan/ (sanitizer suite),
 and ctest's per-entry times (Testing/Temporary/CTestCostData.txt of both). A layer type's own cost is
-what carries its type string: its test file, its attn::layers instance, its header check, and the ctest
+what carries its type string: its test file (a share of the translation unit that compiles it with
+others), its attn::layers instance, its header check, and the ctest
 entries of its test cases (named "<type>: ..."). The rest (core, ops, factory, examples, registry-wide
-tests) is the base, except the registry-wide work (the contract tests, the factory's translation units, the
-header-only README program), which grows with the number of types. The projection adds the per-type
+tests) is the base, except the registry-wide work (the contract and limit tests, the factory's translation units,
+the header-only README program), which grows with the number of types. The projection adds the per-type
 mean of the type-named work for each missing type and scales the registry-wide work linearly. Times are job durations; the wall-time estimate divides CPU-bound
 work by the cores. Run on an idle machine.
 """
@@ -59,12 +60,27 @@ def main():
         jobs = ninja_jobs(a.clone / build)
         tests = ctest_times(a.clone / build)
         total_cpu += sum(jobs.values()) + sum(tests.values())
+        # A translation unit of several test files (tests/CMakeLists.txt, ATTN_TESTS_UNITY) counts for
+        # each of its files in equal parts.
+        members = {}
+        units = a.clone / build / "tests/attn_tests_units.txt"
+        if units.exists():
+            for line in units.read_text().splitlines():
+                if " " in line:
+                    src, unit = line.split(" ", 1)
+                    members.setdefault(pathlib.Path(unit).name, []).append(pathlib.Path(src).name)
+        for k, d in list(jobs.items()):
+            m = re.search(r"/unity/(attn_tests_\d+\.cpp)\.o$", k)
+            if m and m.group(1) in members:
+                del jobs[k]
+                for src in members[m.group(1)]:
+                    jobs[f"{k}/{src}.o"] = d / len(members[m.group(1)])
         for t in types:
             pats = [f"/test_{t}.cpp.o", f"attn_layers/{t}.cpp.o", f"attn_layers_{t}_hpp.cpp.o"]
             per_type[t] += sum(d for k, d in jobs.items() if any(k.endswith(p) for p in pats))
             per_type[t] += sum(d for k, d in tests.items() if k.startswith(f"{t}: "))
         registry_wide += sum(d for k, d in jobs.items()
-                             if re.search(r"(test_contract\.cpp|attn_layers/factory_\w+\.cpp|readme_quickstart\.cpp)\.o$", k))
+                             if re.search(r"(test_contract\.cpp|test_limits\.cpp|attn_layers/factory_\w+\.cpp|readme_quickstart\.cpp)\.o$", k))
         registry_wide += sum(d for k, d in tests.items() if k.startswith("contract: "))
     mean = statistics.mean(per_type.values())
     typed = sum(per_type.values())
