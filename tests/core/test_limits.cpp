@@ -62,6 +62,9 @@ TEST_CASE("limits: the issue's configs are refused before allocating", "[limits]
   require_refused("self_attention", {{"embed_dim", 1000000000}}, "embed_dim", "bytes");
   require_refused("cross_attention", {{"embed_dim", 8}, {"context_dim", 2000000000}}, "context_dim", "bytes");
   require_refused("channel", {{"channels", 2000000000}, {"ratio", 1}}, "channels", "bytes");
+  // a size-like pair is named with its whole value, as the config wrote it
+  require_refused("conv2d_no_bias", {{"channels", 4096}, {"filters", 8192}, {"kernel_size", {3, 99999}}},
+                  "kernel_size", "parameter 'kernel_size' ([3,99999]) is too large");
   // the typed constructors refuse the same way
   REQUIRE_THROWS_AS(attn::GroupedQueryAttention<float>({.d_model = 8, .n_head = 2, .n_kv_head = 1,
                                                         .max_seq_len = 2147483647}),

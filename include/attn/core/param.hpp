@@ -870,9 +870,35 @@ struct MemberOps {
   bool (*valid)(const C&, const FieldSpec&);  // constexpr
   bool (*row_ok)(const FieldSpec&);           // constexpr
   void (*describe)(Json&, const FieldSpec&);
+  /// The integers of the value (an int, a size-like pair, a list of ints, a set optional of those)
+  /// appended to the vector; returns the value as JSON text ("7", "[2,3]"), empty when it has none.
+  std::string (*int_values)(const C&, std::vector<std::int64_t>&);
 };
 
 namespace detail {
+template <class T>
+inline constexpr bool is_int_list = false;
+template <std::size_t N>
+inline constexpr bool is_int_list<InplaceVector<int, N>> = true;
+template <>
+inline constexpr bool is_int_list<Size2> = true;
+
+/// MemberOps::int_values of one value.
+template <class M>
+std::string int_values(const M& v, std::vector<std::int64_t>& out) {
+  if constexpr (std::is_same_v<M, int>) {
+    out.push_back(v);
+    return std::to_string(v);
+  } else if constexpr (is_int_list<M>) {
+    out.insert(out.end(), v.begin(), v.end());
+    return fmt::format("[{}]", fmt::join(v, ","));
+  } else if constexpr (is_optional<M>) {
+    return v ? int_values(*v, out) : std::string();
+  } else {
+    return {};
+  }
+}
+
 template <auto P>
 struct member_of;
 template <class C, class M, M C::*P>
@@ -899,8 +925,10 @@ struct MemberOpsFor {
   static constexpr bool valid(const C& c, const FieldSpec& f) { return Tr::valid(c.*P, f); }
   static constexpr bool row_ok(const FieldSpec& f) { return Tr::row_ok(f); }
   static void describe(Json& info, const FieldSpec& f) { Tr::describe(info, f); }
+  static std::string int_values(const C& c, std::vector<std::int64_t>& out) { return detail::int_values(c.*P, out); }
   static constexpr MemberOps<C> make() {
-    if constexpr (ParamKind<M>) return {&kind, &expected, &parse, &to_json, &check, &valid, &row_ok, &describe};
+    if constexpr (ParamKind<M>)
+      return {&kind, &expected, &parse, &to_json, &check, &valid, &row_ok, &describe, &int_values};
     else return {};  // the static_assert above has said why
   }
 };
@@ -1009,15 +1037,28 @@ std::vector<bool> read_fields(C& c, const Json& params, const ParamContext& ctx)
   return skip;
 }
 
+/// Calls `f(std::integral_constant<std::size_t, I>{})` for every row I of C's table. A row's operation
+/// read in a constant expression (`constexpr auto op = C::fields()[I].member->check;`) is a direct
+/// call: the row's other operations (JSON in and out) are then not compiled into a translation unit
+/// that only builds typed layers, which the type-erased table, read at run time, would make it do.
+template <ParamConfig C, class F>
+constexpr void for_each_row(F&& f) {
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    (f(std::integral_constant<std::size_t, I>{}), ...);
+  }(std::make_index_sequence<C::fields().size()>{});
+}
+
 /// Range rules of every row not skipped: Wording::factory rows first (the reference's factory checks
 /// those before the layer does), then the others, each group in table order.
 template <ParamConfig C>
 void check_fields(const C& c, const std::vector<bool>& skip, const ParamContext& ctx) {
-  constexpr auto fields = C::fields();
   for (const Wording pass : {Wording::factory, Wording::layer})
-    for (std::size_t i = 0; i < fields.size(); ++i)
-      if (!skip[i] && fields[i].wording == pass)
-        fields[i].member->check(c, fields[i].spec(), ctx.child(fields[i].name));
+    for_each_row<C>([&](auto row) {
+      constexpr std::size_t i = decltype(row)::value;
+      constexpr Field<C> field = C::fields()[i];
+      constexpr auto check = field.member->check;
+      if (!skip[i] && field.wording == pass) check(c, field.spec(), ctx.child(field.name));
+    });
 }
 
 /// The config's cross-field rules; inside a nested config the parameter gets the path and the

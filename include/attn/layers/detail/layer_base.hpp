@@ -118,27 +118,24 @@ public:
   }
 
 private:
-  /// The integer parameter of the config (or an element of a size-like pair) that gives the largest
-  /// extent of `shape`, with its JSON value: the one to name when the weight is too big.
+  /// The integer parameter of the config (or an element of a size-like pair or a list) that gives the
+  /// largest extent of `shape`, with its value as JSON text: the one to name when the weight is too big.
   std::pair<std::string, std::string> size_parameter(const Shape& shape) const {
     std::string best, value;
     Index best_extent = 1;
-    const Json j = config_to_json(config_);
-    const auto consider = [&](const std::string& key, const Json& v, const Json& shown) {
-      if (!v.is_number_integer()) return;
-      const auto x = v.get<std::int64_t>();
-      for (Index e : shape)
-        if (e == x && e > best_extent) {
-          best_extent = e;
-          best = key;
-          value = shown.dump();
-        }
-    };
-    for (const auto& [key, v] : j.items()) {
-      consider(key, v, v);
-      if (v.is_array())
-        for (const auto& x : v) consider(key, x, v);
-    }
+    detail::for_each_row<Config>([&](auto row) {
+      constexpr Field<Config> field = Config::fields()[decltype(row)::value];
+      constexpr auto int_values = field.member->int_values;
+      std::vector<std::int64_t> xs;
+      const std::string shown = int_values(config_, xs);
+      for (const std::int64_t x : xs)
+        for (Index e : shape)
+          if (e == x && e > best_extent) {
+            best_extent = e;
+            best = std::string(field.name);
+            value = shown;
+          }
+    });
     return {best, value};
   }
 
