@@ -38,12 +38,14 @@
 /// same values on any thread, so results are bit-identical for every thread count.
 ///
 /// Speed: `WHAT=conv bash benchmarks/compare.sh` prints attn against libtorch 1.13's conv2d (oneDNN) and
-/// attn's GEMM of the same size (benchmarks/bench_conv.cpp). On a shared 2-core AVX-512 host (fp32
-/// peak about 265 GFLOP/s per core) under a load average of 5, B = 8, one thread, the tile kernels took
-/// conv 3x3 56x56x64→64 and 14x14x256→256 from 0.67-0.70x to 0.94x / 0.81x of libtorch (CPU time
-/// 8.4 / 8.3 ms against 7.4 / 7.1 ms; the GEMM of the same size takes 14.6 / 9.0 ms) and the depthwise
-/// 7x7 at 56x56x96 from 0.64x to 0.93x (2.65 against 2.35 ms); at two threads attn is 2.0-6.1x faster
-/// on that host (libtorch's threads fight the shared cores).
+/// attn's GEMM of the same size (benchmarks/bench_conv.cpp), alternating the two in REPS rounds. On a
+/// shared 2-core AVX-512 host (Zen 5; a loop of independent fused multiply-adds peaks at 270 GFLOP/s
+/// fp32 per core), B = 8, one thread, the dense tile kernels run conv 3x3 56x56x64→64 and
+/// 14x14x256→256 at 250-270 GFLOP/s (93-99% of that peak; libtorch 235-265), against 180-240 GFLOP/s
+/// for attn's GEMM of the same size, and the depthwise 7x7 at 56x56x96 at 105-135 GFLOP/s (libtorch
+/// 90-125). Under load averages of 3.5-5 from other jobs the ratios to libtorch move by ±5% from run to
+/// run: 0.97-1.07x for the dense shapes, 1.08-1.15x for the depthwise one. At two threads attn is
+/// 2-4x faster on that host (libtorch's threads fight the shared cores).
 ///
 /// Errors: ShapeError for a non-rank-4 input or kernel, a kernel whose input channels do not match, a
 /// bias of the wrong length, or a kernel larger than the padded image; ConfigError for strides or
@@ -217,7 +219,7 @@ ConvTileKernel<T> conv_tile_kernel([[maybe_unused]] Index cg) {
 /// fall on a few cache sets and do not stay in cache. Below 256 output pixels the copy would cost more
 /// than it saves: full blocks are read in place and only a short last block is copied. Per tile the
 /// kernel gets, for every tap, a pointer per pixel to the input channels it sees (or to a zero row in
-/// the padding): no im2col buffer. Tasks are (group, channel block, run of tiles), weights-major so
+/// the padding; set once per run of tiles for all channel blocks of a single group): no im2col buffer. Tasks are (group, channel block, run of tiles), weights-major so
 /// that the threads share one panel in cache. From 256 pixels, each tile sums over all K at once while its
 /// panel streams from L2 and its pixel rows stay in L1 (K is cut into chunks only past 512 KiB of
 /// weights); below 256 pixels, K goes in chunks of 32 KiB of weights, each over every tile of the run
@@ -269,16 +271,8 @@ void conv_implicit(const ConvTileKernel<T>& tk, const T* x, Index cin, Index cou
       tap_offset[static_cast<std::size_t>(ki * kw + kj)] = (ki * dh * in_w + kj * dw) * cin;
   // a run of 8 tiles per task (the pixel order of the output)
   const Index tiles_per_run = 8, run = tiles_per_run * MR, runs = (M + run - 1) / run;
-  parallel_for_dynamic(groups * blocks * runs, [&](std::int64_t task) {
-    const Index gb = static_cast<Index>(task) / runs, q = static_cast<Index>(task) % runs;
-    const Index grp = gb / blocks, nb = gb % blocks;
-    const Index n0 = grp * og + nb * NR, nr = std::min(NR, og - nb * NR);
-    const T* panel = pack_all ? panels + gb * K * NR : nr < NR ? panels + grp * K * NR : nullptr;
-    const T* b = panel != nullptr ? panel : kernel + n0;
-    const Index ldb = panel != nullptr ? NR : cout;
-    const T* bb = bias != nullptr ? bias + n0 : nullptr;
-    ScratchFrame frame;
-    const T** rows = frame.get<const T*>(tiles_per_run * taps * MR);
+  // The tap pointers of run q of group grp: per tile, taps x MR pointers.
+  const auto fill_rows = [&](Index q, Index grp, const T** rows) {
     const Index r_begin = q * run, r_end = std::min(M, r_begin + run);
     const Index ntiles = (r_end - r_begin + MR - 1) / MR;
     for (Index tile = 0; tile < ntiles; ++tile) {
@@ -304,6 +298,26 @@ void conv_implicit(const ConvTileKernel<T>& tk, const T* x, Index cin, Index cou
         }
       }
     }
+  };
+  // One group in several channel blocks: the pointers of every run once, for all blocks (up to 4 MiB
+  // of them), rather than once per block.
+  const Index run_rows = tiles_per_run * taps * MR;
+  const bool shared_rows = groups == 1 && blocks > 1 && runs * run_rows * Index(sizeof(T*)) <= (Index(4) << 20);
+  const T** all_rows = shared_rows ? panel_frame.get<const T*>(runs * run_rows) : nullptr;
+  if (shared_rows) parallel_for_dynamic(runs, [&](std::int64_t q) { fill_rows(q, 0, all_rows + q * run_rows); });
+  parallel_for_dynamic(groups * blocks * runs, [&](std::int64_t task) {
+    const Index gb = static_cast<Index>(task) / runs, q = static_cast<Index>(task) % runs;
+    const Index grp = gb / blocks, nb = gb % blocks;
+    const Index n0 = grp * og + nb * NR, nr = std::min(NR, og - nb * NR);
+    const T* panel = pack_all ? panels + gb * K * NR : nr < NR ? panels + grp * K * NR : nullptr;
+    const T* b = panel != nullptr ? panel : kernel + n0;
+    const Index ldb = panel != nullptr ? NR : cout;
+    const T* bb = bias != nullptr ? bias + n0 : nullptr;
+    ScratchFrame frame;
+    const T** rows = all_rows != nullptr ? all_rows + q * run_rows : frame.get<const T*>(run_rows);
+    if (all_rows == nullptr) fill_rows(q, grp, rows);
+    const Index r_begin = q * run, r_end = std::min(M, r_begin + run);
+    const Index ntiles = (r_end - r_begin + MR - 1) / MR;
     for (Index k0 = 0; k0 < std::max<Index>(K, 1); k0 += kc) {
       const Index k1 = std::min(K, k0 + kc);
       for (Index tile = 0; tile < ntiles; ++tile) {
