@@ -214,17 +214,18 @@ ConvTileKernel<T> conv_tile_kernel([[maybe_unused]] Index cg) {
 /// Dense / grouped convolution as an implicit GEMM on the tile kernel `tk`: output pixels in tiles of
 /// tk.mr, output channels of a group in blocks of tk.nr. The kernel (Keras layout: row k = (i, j, ci) of
 /// the im2col product) is read in place when it is one panel [K, NR] already (one group of exactly NR
-/// output channels); otherwise every (group, channel block) is first copied into a contiguous panel
-/// [K, NR] (zero columns past a short last block): read in place, rows C_out apart, a block's weights
-/// fall on a few cache sets and do not stay in cache. Below 256 output pixels the copy would cost more
-/// than it saves: full blocks are read in place and only a short last block is copied. Per tile the
-/// kernel gets, for every tap, a pointer per pixel to the input channels it sees (or to a zero row in
-/// the padding; set once per run of tiles for all channel blocks of a single group): no im2col buffer. Tasks are (group, channel block, run of tiles), weights-major so
-/// that the threads share one panel in cache. From 256 pixels, each tile sums over all K at once while its
-/// panel streams from L2 and its pixel rows stay in L1 (K is cut into chunks only past 512 KiB of
-/// weights); below 256 pixels, K goes in chunks of 32 KiB of weights, each over every tile of the run
-/// (the chunk stays in L1). A partial sum waits in y and continues the same chain of fused multiply-adds;
-/// the chunks depend on the shape alone: results are the same for every thread count.
+/// output channels); otherwise every (group, channel block) is first copied into a contiguous panel [K, NR]
+/// (zero columns past a short last block): read in place, rows C_out apart, a block's weights fall on a few
+/// cache sets and do not stay in cache. Below 256 output pixels the copy would cost more than it saves:
+/// full blocks are read in place and only a short last block is copied. Per tile the kernel gets, for every
+/// tap, a pointer per pixel to the input channels it sees (or to a zero row in the padding; set once per
+/// run of tiles for all channel blocks of a single group): no im2col buffer. Tasks are (group, channel
+/// block, run of tiles), weights-major so that the threads share one panel in cache. From 256 pixels, each
+/// tile sums over all K at once while its panel streams from L2 and its pixel rows stay in L1 (K is cut
+/// into chunks only past 512 KiB of weights); below 256 pixels, K goes in chunks of 32 KiB of weights, each
+/// over every tile of the run (the chunk stays in L1). A partial sum waits in y and continues the same
+/// chain of fused multiply-adds; the chunks depend on the shape alone: results are the same for every
+/// thread count.
 template <class T>
 void conv_implicit(const ConvTileKernel<T>& tk, const T* x, Index cin, Index cout, Index groups, const Geometry2d& g,
                    Index batch, const T* kernel, const T* bias, T* y) {
@@ -254,10 +255,10 @@ void conv_implicit(const ConvTileKernel<T>& tk, const T* x, Index cin, Index cou
     }
   });
   const std::vector<T> zeros(static_cast<std::size_t>(std::max<Index>(cg, 1)), T(0));
-  // im2col columns in chunks, the partial sums waiting in y. From 256 pixels, chunks of 512 KiB of weights:
-  // the usual kernels in one piece, streaming from L2 while the tile's pixel rows stay in L1 (measured
-  // faster than chunks that stay in L1 at 56x56x64 and 14x14x256, B = 8). Below, chunks of 32 KiB,
-  // which stay in L1 over the few tiles of a run (measured faster at 7x7x512, B = 1).
+  // im2col columns in chunks, the partial sums waiting in y. From 256 pixels, chunks of 512 KiB of
+  // weights: the usual kernels in one piece, streaming from L2 while the tile's pixel rows stay in L1
+  // (measured faster than chunks that stay in L1 at 56x56x64 and 14x14x256, B = 8). Below, chunks of
+  // 32 KiB, which stay in L1 over the few tiles of a run (measured faster at 7x7x512, B = 1).
   const Index kc_bytes = many ? Index(512) << 10 : Index(32) << 10;
   const Index kc = std::max<Index>(1, kc_bytes / static_cast<Index>(NR * sizeof(T)));
   // the geometry in locals (the task below reads them per pixel and tap), and the offset of every tap
