@@ -39,13 +39,14 @@
 ///
 /// Speed: `WHAT=conv bash benchmarks/compare.sh` prints attn against libtorch 1.13's conv2d (oneDNN) and
 /// attn's GEMM of the same size (benchmarks/bench_conv.cpp), alternating the two in REPS rounds. On a
-/// shared 2-core AVX-512 host (Zen 5; a loop of independent fused multiply-adds peaks at 270 GFLOP/s
-/// fp32 per core), B = 8, one thread, the dense tile kernels run conv 3x3 56x56x64→64 and
-/// 14x14x256→256 at 250-270 GFLOP/s (93-99% of that peak; libtorch 235-265), against 180-240 GFLOP/s
-/// for attn's GEMM of the same size, and the depthwise 7x7 at 56x56x96 at 105-135 GFLOP/s (libtorch
-/// 90-125). Under load averages of 3.5-5 from other jobs the ratios to libtorch move by ±5% from run to
-/// run: 0.97-1.07x for the dense shapes, 1.08-1.15x for the depthwise one. At two threads attn is
-/// 2-4x faster on that host (libtorch's threads fight the shared cores).
+/// shared 2-core AVX-512 host (Zen 5; a loop of independent fused multiply-adds peaks at 270-285
+/// GFLOP/s fp32 per core, with the clock), B = 8, one thread, CPU time (CLOCK=cpu, best of 5 rounds,
+/// load averages of 4-5 from other jobs), the dense tile kernels run conv 3x3 56x56x64→64 and
+/// 14x14x256→256 at 262-276 GFLOP/s, that peak, against 200-255 GFLOP/s for attn's GEMM of the same
+/// size; libtorch / attn is 1.00-1.03x and 0.96-1.01x (it was 0.93-0.96x and 0.89-0.94x before the
+/// weight panels). The depthwise 7x7 at 56x56x96 runs at 118-135 GFLOP/s, 0.99-1.11x of libtorch.
+/// Wall-clock ratios under that load move by ±20% from run to run. At two threads attn is 2-4x faster
+/// on that host (libtorch's threads fight the shared cores).
 ///
 /// Errors: ShapeError for a non-rank-4 input or kernel, a kernel whose input channels do not match, a
 /// bias of the wrong length, or a kernel larger than the padded image; ConfigError for strides or
