@@ -15,12 +15,13 @@
 #   FILTER      Google Benchmark regex on "B:<b>/L:<l>/causal:<c>/threads:<t>" (default: all 32 shapes)
 #   MIN_TIME    --benchmark_min_time in seconds (default 0.05; big shapes run once anyway)
 #   REPS        --benchmark_repetitions (default 1); the table keeps the fastest repetition, which is
-#               the robust choice on a shared machine
+#               the robust choice on a shared machine; the conv benchmarks run REPS rounds instead,
+#               each of attn then libtorch once
 #   TORCH_LD_LIBRARY_PATH  library path for the libtorch run only (e.g. another BLAS)
 #   JOBS        build parallelism (default 2)
 #   OUT_DIR     keep the Google Benchmark JSON files there (default: a temporary directory)
 #   REUSE       1: run nothing, print the attention tables from the JSON files already in OUT_DIR
-#   CLOCK       real (default) or cpu: the attention tables from the CPU time of the 1-thread
+#   CLOCK       real (default) or cpu: the attention and conv tables from the CPU time of the 1-thread
 #               runs (the 2-thread rows are left out), for a machine that other jobs share
 #   ATTN_SIMD   attn's SIMD level (generic, avx2, avx512; default: the best the CPU has)
 #   WHAT        attention, conv or all (default): conv runs attn_bench_conv and attn_bench_torch_conv
@@ -94,34 +95,43 @@ EOF
 fi
 
 if [ "$what" != attention ]; then
-  echo "running attn_bench_conv ..." >&2
-  "$build/benchmarks/attn_bench_conv" --benchmark_min_time="$min_time" --benchmark_repetitions="$reps" \
-    --benchmark_out="$out/attn_conv.json" --benchmark_out_format=json >&2
-  if [ -x "$build/benchmarks/attn_bench_torch_conv" ]; then
-    echo "running attn_bench_torch_conv ..." >&2
-    LD_LIBRARY_PATH="${TORCH_LD_LIBRARY_PATH:-${LD_LIBRARY_PATH:-}}" \
-      "$build/benchmarks/attn_bench_torch_conv" --benchmark_min_time="$min_time" --benchmark_repetitions="$reps" \
-      --benchmark_out="$out/torch_conv.json" --benchmark_out_format=json >&2
-  fi
+  # REPS rounds, each running attn then libtorch once, so that both see the same spells of load on a
+  # shared machine (rather than all of attn's repetitions, then all of libtorch's)
+  rm -f "$out"/attn_conv_*.json "$out"/torch_conv_*.json
+  for ((round = 1; round <= reps; ++round)); do
+    echo "running attn_bench_conv (round $round of $reps) ..." >&2
+    "$build/benchmarks/attn_bench_conv" --benchmark_min_time="$min_time" \
+      --benchmark_out="$out/attn_conv_$round.json" --benchmark_out_format=json >&2
+    if [ -x "$build/benchmarks/attn_bench_torch_conv" ]; then
+      echo "running attn_bench_torch_conv (round $round of $reps) ..." >&2
+      LD_LIBRARY_PATH="${TORCH_LD_LIBRARY_PATH:-${LD_LIBRARY_PATH:-}}" \
+        "$build/benchmarks/attn_bench_torch_conv" --benchmark_min_time="$min_time" \
+        --benchmark_out="$out/torch_conv_$round.json" --benchmark_out_format=json >&2
+    fi
+  done
   python3 - "$out" <<'EOF'
 import json, os, re, sys
 
 out = sys.argv[1]
 names = {0: "conv 3x3 56x56x64->64", 1: "conv 3x3 14x14x256->256", 2: "depthwise 7x7 56x56x96"}
+cpu_clock = os.environ.get("CLOCK") == "cpu"
 rows = {}  # (shape, threads) -> {impl: (ms, gflops)}
-for name in ("attn_conv.json", "torch_conv.json"):
-    path = os.path.join(out, name)
-    if not os.path.exists(path):
-        continue
-    for b in json.load(open(path))["benchmarks"]:
+for name in sorted(f for f in os.listdir(out) if re.match(r"(attn|torch)_conv_\d+\.json$", f)):
+    for b in json.load(open(os.path.join(out, name)))["benchmarks"]:
         m = re.match(r"BM_(\w+)/shape:(\d+)/threads:(\d+)", b["name"])
         if not m or b.get("run_type", "iteration") != "iteration" or b.get("error_occurred"):
             continue
-        ms = b["real_time"] * {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b["time_unit"]]
+        unit = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b["time_unit"]]
+        ms, gflops = b["real_time"] * unit, b.get("GFLOPS", 0.0)
         key = (int(m.group(2)), int(m.group(3)))
+        if cpu_clock:  # the rate counter is per wall-clock second: rescale it to the CPU time
+            if key[1] != 1:
+                continue
+            gflops *= b["real_time"] / b["cpu_time"]
+            ms = b["cpu_time"] * unit
         best = rows.setdefault(key, {}).get(m.group(1))
         if best is None or ms < best[0]:
-            rows[key][m.group(1)] = (ms, b.get("GFLOPS", 0.0))
+            rows[key][m.group(1)] = (ms, gflops)
 
 def cell(v, fmt):
     return "—" if v is None else fmt.format(v)
@@ -137,6 +147,8 @@ for key in sorted(rows):
         cell(t and t[0], "{:.2f}"), cell(t and t[1], "{:.1f}"),
         cell(a and t and t[0] / a[0], "{:.2f}x"), cell(g and g[1], "{:.1f}"),
         cell(a and g and a[1] / g[1], "{:.2f}")))
+if cpu_clock:
+    print("Times are the CPU times of the 1-thread runs (CLOCK=cpu), not wall-clock times.")
 print()
 EOF
 fi

@@ -3,7 +3,10 @@
 // the typed errors of bad options and shapes.
 #include "golden_ops.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <numeric>
+#include <type_traits>
 
 using namespace attn_test;
 namespace ops = attn::ops;
@@ -84,6 +87,69 @@ TEMPLATE_TEST_CASE("conv2d: PyTorch golden cases (every padding mode, strides 1-
   }
 }
 
+TEMPLATE_TEST_CASE("conv2d: the tile kernels' blocks, panels and column chunks against a plain-loop oracle",
+                   "[ops][conv][oracle]", float, double) {
+  // Shapes sized to the tile kernels rather than to a golden file: output channels exactly one block
+  // (kernel read in place) or a full block plus a short one (packed panels with zero columns), groups,
+  // odd widths, strides and dilation with torch-same padding, and K = kh·kw·C_in/groups past the
+  // 512 KiB chunk of weights at every SIMD level (2500 columns chunk the 6x4 tiles of AVX-512; 9360
+  // every tile), so partial sums wait in y and continue; outputs of fewer and more than 256 pixels. Oracle: the sum of the formula, in double.
+  using T = TestType;
+  ATTN_FOR_EACH_SIMD_LEVEL();
+  struct Run {
+    Shape x, k;
+    ops::Conv2dOptions o;
+  };
+  ops::Conv2dOptions same;
+  same.padding = ops::Padding2d::same();
+  ops::Conv2dOptions odd;
+  odd.padding = ops::Padding2d::torch_same();
+  odd.groups = 2;
+  odd.strides = {2, 1};
+  odd.dilation_rate = {1, 2};
+  // (M: output pixels; from 256 on, every block of weights is copied into a panel)
+  const std::vector<Run> runs{{{2, 9, 11, 20}, {3, 3, 20, 64}, same},      // one block of 64, M = 198
+                              {{2, 13, 12, 20}, {3, 3, 20, 70}, same},     // 64 + 6 channels, M = 312
+                              {{1, 6, 7, 130}, {3, 3, 130, 32}, {}},       // C_in >= 128, one block of 32
+                              {{1, 7, 6, 100}, {5, 5, 100, 70}, same},     // K = 2500, M = 42
+                              {{1, 17, 16, 100}, {5, 5, 100, 70}, same},   // K = 2500, M = 272
+                              {{2, 21, 13, 24}, {3, 3, 12, 34}, odd},      // groups, stride, dilation
+                              {{1, 5, 4, 1040}, {3, 3, 1040, 36}, same}};  // K = 9360
+  for (const auto& r : runs) {
+    INFO("x " << attn::shape_str(r.x) << " kernel " << attn::shape_str(r.k) << " groups " << r.o.groups);
+    const auto x = random_any<T>(r.x, 21);
+    const auto k = random_any<T>(r.k, 22);
+    const Index co = r.k[3];
+    const auto b = random_any<T>({co}, 23);
+    const auto y = run_conv<T>(x, k, &b, r.o, false);
+    const ops::Geometry2d g = ops::conv2d_geometry(r.x, r.k, r.o);
+    const Index H = r.x[1], W = r.x[2], C = r.x[3], cg = r.k[2], og = co / r.o.groups;
+    REQUIRE(y.shape() == Shape{r.x[0], g.out_h, g.out_w, co});
+    double worst = 0;  // |y - oracle| / (|bias| + Σ |terms|)
+    for (Index bi = 0; bi < r.x[0]; ++bi)
+      for (Index oy = 0; oy < g.out_h; ++oy)
+        for (Index ox = 0; ox < g.out_w; ++ox)
+          for (Index o = 0; o < co; ++o) {
+            double sum = static_cast<double>(b.data()[o]), mag = std::abs(sum);
+            for (Index i = 0; i < g.kh; ++i)
+              for (Index j = 0; j < g.kw; ++j) {
+                const Index iy = oy * g.sh - g.top + i * g.dh, ix = ox * g.sw - g.left + j * g.dw;
+                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                const T* xp = x.data() + ((bi * H + iy) * W + ix) * C + o / og * cg;
+                const T* kp = k.data() + (i * g.kw + j) * cg * co + o;
+                for (Index ci = 0; ci < cg; ++ci) {
+                  const double term = static_cast<double>(xp[ci]) * static_cast<double>(kp[ci * co]);
+                  sum += term;
+                  mag += std::abs(term);
+                }
+              }
+            const double got = static_cast<double>(y.data()[((bi * g.out_h + oy) * g.out_w + ox) * co + o]);
+            worst = std::max(worst, std::abs(got - sum) / mag);
+          }
+    CHECK(worst < (std::is_same_v<T, float> ? 1e-6 : 1e-14));
+  }
+}
+
 TEMPLATE_TEST_CASE("conv2d: Keras padding rules computed by hand", "[ops][conv]", float, double) {
   using T = TestType;
   ATTN_FOR_EACH_SIMD_LEVEL();
@@ -160,6 +226,7 @@ TEMPLATE_TEST_CASE("conv2d: bit-identical for 1, 2 and 3 threads", "[ops][conv][
                               {{2, 17, 21, 32}, {3, 3, 8, 16}, grouped, false},
                               {{3, 16, 16, 64}, {1, 1, 64, 48}, {}, false},
                               {{2, 15, 17, 40}, {3, 3, 40, 80}, same, false},
+                              {{1, 17, 16, 100}, {5, 5, 100, 70}, same, false},  // K = 2500 in chunks
                               {{2, 20, 19, 45}, {7, 7, 45, 1}, same, true},
                               {{2, 15, 14, 12}, {5, 3, 12, 3}, dil, true}};
   const int saved = attn::num_threads();

@@ -16,30 +16,36 @@
 /// sees input chunk g only. A grouped conv with groups == C_in has the depthwise kernel layout
 /// (`[kh, kw, 1, C_in·mult]` is `[kh, kw, C_in, mult]` in memory) and runs on the depthwise kernel.
 ///
-/// Algorithm. Dense and grouped convolutions are implicit matrix products (no im2col buffer) on the
-/// AVX-512 / AVX2 tile kernels of ops/simd/conv.inl: a register tile of 6 or 14 output pixels x 2 or 4
-/// registers of output channels sums over the im2col columns k = (i, j, ci), broadcasting each input
-/// value from the image itself (a pointer per pixel and tap; a zero row for taps in the padding) and
-/// reading the kernel in place (the Keras layout is the im2col column order, (i, j, ci)). The columns go
-/// in chunks of 32 KiB of weights, each over a run of tiles, so the chunk stays in L1 while the partial
-/// sums wait in y. Every output element is one chain of fused multiply-adds in k order from zero, then
-/// the bias, whatever the tiling. At the generic level (no AVX, or ATTN_SIMD=generic) the output rows
-/// are cut into tiles of a fixed height; per tile and group the im2col rows are gathered into a
-/// per-thread scratch buffer and multiplied through attn's GEMM (ops/kernels.hpp); a 1×1, stride-1,
-/// unpadded, ungrouped convolution reads the input in place. Depthwise convolutions run a direct kernel
-/// per output row, vectorised over channels (ops/simd/depthwise.inl; generic C++ otherwise): at stride 1
-/// and dilation 1 with kernels 3, 5 or 7 wide, blocks of 7 outputs share their input columns, so that
-/// each input vector loaded feeds up to kw fused multiply-adds. A depth multiplier above 1 first repeats
-/// every input channel `mult` times (one temporary of `mult`× the input). Tiles and rows are tasks on
-/// attn's pool (core/parallel.hpp); a task computes the same values on any thread, so results are
-/// bit-identical for every thread count.
+/// Algorithm. Dense and grouped convolutions are implicit matrix products (no im2col buffer) on the AVX-512
+/// / AVX2 tile kernels of ops/simd/conv.inl: a register tile of 6 or 14 output pixels x 2 or 4 registers of
+/// output channels sums over the im2col columns k = (i, j, ci), broadcasting each input value from the
+/// image itself (a pointer per pixel and tap; a zero row for taps in the padding). The Keras layout is the
+/// im2col column order, (i, j, ci): the kernel is read in place when its rows are exactly one block of
+/// output channels, else each block is first copied into a contiguous panel [K, block] (with rows C_out
+/// apart a block falls on a few cache sets). A tile sums over all its columns at once, the panel streaming
+/// from L2 and the pixel rows staying in L1 (the columns are cut into chunks only past 512 KiB of weights,
+/// the partial sums waiting in y). Below 256 output pixels, too few to repay the copy, full blocks are read
+/// in place, in chunks of 32 KiB of weights that stay in L1 over the few tiles of a task. Every output
+/// element is one chain of fused multiply-adds in k order from zero, then the bias, whatever the tiling. At
+/// the generic level (no AVX, or ATTN_SIMD=generic) the output rows are cut into tiles of a fixed height;
+/// per tile and group the im2col rows are gathered into a per-thread scratch buffer and multiplied through
+/// attn's GEMM (ops/kernels.hpp); a 1×1, stride-1, unpadded, ungrouped convolution reads the input in
+/// place. Depthwise convolutions run a direct kernel per output row, vectorised over channels
+/// (ops/simd/depthwise.inl; generic C++ otherwise): at stride 1 and dilation 1 with kernels 3, 5 or 7 wide,
+/// blocks of 7 outputs share their input columns, so that each input vector loaded feeds up to kw fused
+/// multiply-adds. A depth multiplier above 1 first repeats every input channel `mult` times (one temporary
+/// of `mult`× the input). Tiles and rows are tasks on attn's pool (core/parallel.hpp); a task computes the
+/// same values on any thread, so results are bit-identical for every thread count.
 ///
 /// Speed: `WHAT=conv bash benchmarks/compare.sh` prints attn against libtorch 1.13's conv2d (oneDNN) and
-/// attn's GEMM of the same size (benchmarks/bench_conv.cpp). On a shared 2-core AVX-512 host (fp32
-/// peak about 265 GFLOP/s per core) under a load average of 5, B = 8, one thread, the tile kernels took
-/// conv 3x3 56x56x64→64 and 14x14x256→256 from 0.67-0.70x to 0.94x / 0.81x of libtorch (CPU time
-/// 8.4 / 8.3 ms against 7.4 / 7.1 ms; the GEMM of the same size takes 14.6 / 9.0 ms) and the depthwise
-/// 7x7 at 56x56x96 from 0.64x to 0.93x (2.65 against 2.35 ms); at two threads attn is 2.0-6.1x faster
+/// attn's GEMM of the same size (benchmarks/bench_conv.cpp), alternating the two in REPS rounds. On a
+/// shared 2-core AVX-512 host (Zen 5; a loop of independent fused multiply-adds peaks at 270-285
+/// GFLOP/s fp32 per core, with the clock), B = 8, one thread, CPU time (CLOCK=cpu, best of 5 rounds,
+/// load averages of 4-5 from other jobs), the dense tile kernels run conv 3x3 56x56x64→64 and
+/// 14x14x256→256 at 262-276 GFLOP/s, that peak, against 200-255 GFLOP/s for attn's GEMM of the same
+/// size; libtorch / attn is 1.00-1.03x and 0.96-1.01x (it was 0.93-0.96x and 0.89-0.94x before the
+/// weight panels). The depthwise 7x7 at 56x56x96 runs at 118-135 GFLOP/s, 0.99-1.11x of libtorch.
+/// Wall-clock ratios under that load move by ±20% from run to run. At two threads attn is 2-4x faster
 /// on that host (libtorch's threads fight the shared cores).
 ///
 /// Errors: ShapeError for a non-rank-4 input or kernel, a kernel whose input channels do not match, a
@@ -208,39 +214,67 @@ ConvTileKernel<T> conv_tile_kernel([[maybe_unused]] Index cg) {
 
 /// Dense / grouped convolution as an implicit GEMM on the tile kernel `tk`: output pixels in tiles of
 /// tk.mr, output channels of a group in blocks of tk.nr. The kernel (Keras layout: row k = (i, j, ci) of
-/// the im2col product) is read in place for full channel blocks; a short last block is packed once with
-/// zero columns. Per tile the kernel gets, for every tap, a pointer per pixel to the input channels it
-/// sees (or to a zero row in the padding): no im2col buffer. Tasks are (group, channel block, run of
-/// tiles), weights-major so that the threads share one block of weights in cache; inside a task the
-/// im2col columns go in chunks of about 32 KiB of weights, each chunk over every tile of the run (the
-/// weights stay in L1, the partial sums wait in y). The chunks depend on the shape alone, and a partial
-/// sum continues the same chain of fused multiply-adds: results are the same for every thread count.
+/// the im2col product) is read in place when it is one panel [K, NR] already (one group of exactly NR
+/// output channels); otherwise every (group, channel block) is first copied into a contiguous panel [K, NR]
+/// (zero columns past a short last block): read in place, rows C_out apart, a block's weights fall on a few
+/// cache sets and do not stay in cache. Below 256 output pixels the copy would cost more than it saves:
+/// full blocks are read in place and only a short last block is copied. Per tile the kernel gets, for every
+/// tap, a pointer per pixel to the input channels it sees (or to a zero row in the padding; set once per
+/// run of tiles for all channel blocks of a single group): no im2col buffer. Tasks are (group, channel
+/// block, run of tiles), weights-major so that the threads share one panel in cache. From 256 pixels, each
+/// tile sums over all K at once while its panel streams from L2 and its pixel rows stay in L1 (K is cut
+/// into chunks only past 512 KiB of weights); below 256 pixels, K goes in chunks of 32 KiB of weights, each
+/// over every tile of the run (the chunk stays in L1). A partial sum waits in y and continues the same
+/// chain of fused multiply-adds; the chunks depend on the shape alone: results are the same for every
+/// thread count.
 template <class T>
 void conv_implicit(const ConvTileKernel<T>& tk, const T* x, Index cin, Index cout, Index groups, const Geometry2d& g,
                    Index batch, const T* kernel, const T* bias, T* y) {
   const Index MR = tk.mr, NR = tk.nr;
   const Index cg = cin / groups, og = cout / groups, taps = g.kh * g.kw, K = taps * cg;
   const Index per_image = g.out_h * g.out_w, M = batch * per_image;
-  const Index blocks = (og + NR - 1) / NR, ragged = og % NR;
-  // the short last block of every group, packed [K, NR] with zero columns
-  std::vector<T> packed(ragged > 0 ? static_cast<std::size_t>(groups * K * NR) : 0, T(0));
-  if (ragged > 0)
-    for (Index grp = 0; grp < groups; ++grp)
-      for (Index k = 0; k < K; ++k)
-        std::copy_n(kernel + k * cout + grp * og + (blocks - 1) * NR, ragged, packed.data() + (grp * K + k) * NR);
+  const Index blocks = (og + NR - 1) / NR;
+  // The weights of a (group, channel block) as a contiguous panel [K, NR] (zero columns past a short
+  // last block). The kernel is that panel when it has one group of exactly NR channels. Otherwise its
+  // blocks are rows C_out apart, which puts a block on a few cache sets: with enough output pixels to
+  // repay the copy, every block is copied into a panel; with few, full blocks are read in place and
+  // only a short last block is copied.
+  const Index ragged = og % NR;
+  const bool many = M >= 256;  // output pixels enough to repay the copy
+  const bool pack_all = many && !(groups == 1 && cout == NR);
+  const Index npanels = pack_all ? groups * blocks : (ragged > 0 ? groups : 0);
+  ScratchFrame panel_frame;
+  T* panels = npanels > 0 ? panel_frame.get<T>(npanels * K * NR) : nullptr;
+  parallel_for(npanels, [&](std::int64_t task) {
+    const Index grp = pack_all ? static_cast<Index>(task) / blocks : static_cast<Index>(task);
+    const Index nb = pack_all ? static_cast<Index>(task) % blocks : blocks - 1;
+    const Index n0 = grp * og + nb * NR, nr = std::min(NR, og - nb * NR);
+    T* dst = panels + static_cast<Index>(task) * K * NR;
+    for (Index k = 0; k < K; ++k, dst += NR) {
+      std::copy_n(kernel + k * cout + n0, nr, dst);
+      std::fill(dst + nr, dst + NR, T(0));
+    }
+  });
   const std::vector<T> zeros(static_cast<std::size_t>(std::max<Index>(cg, 1)), T(0));
-  const Index kc = std::max<Index>(1, (Index(32) << 10) / static_cast<Index>(NR * sizeof(T)));
+  // im2col columns in chunks, the partial sums waiting in y. From 256 pixels, chunks of 512 KiB of
+  // weights: the usual kernels in one piece, streaming from L2 while the tile's pixel rows stay in L1
+  // (measured faster than chunks that stay in L1 at 56x56x64 and 14x14x256, B = 8). Below, chunks of
+  // 32 KiB, which stay in L1 over the few tiles of a run (measured faster at 7x7x512, B = 1).
+  const Index kc_bytes = many ? Index(512) << 10 : Index(32) << 10;
+  const Index kc = std::max<Index>(1, kc_bytes / static_cast<Index>(NR * sizeof(T)));
+  // the geometry in locals (the task below reads them per pixel and tap), and the offset of every tap
+  // from a pixel's first tap when no tap falls in the padding
+  const Index kh = g.kh, kw = g.kw, dh = g.dh, dw = g.dw, sh = g.sh, sw = g.sw, top = g.top, left = g.left;
+  const Index in_h = g.in_h, in_w = g.in_w, out_w = g.out_w;
+  const Index span_h = (kh - 1) * dh, span_w = (kw - 1) * dw;
+  std::vector<Index> tap_offset(static_cast<std::size_t>(taps));
+  for (Index ki = 0; ki < kh; ++ki)
+    for (Index kj = 0; kj < kw; ++kj)
+      tap_offset[static_cast<std::size_t>(ki * kw + kj)] = (ki * dh * in_w + kj * dw) * cin;
   // a run of 8 tiles per task (the pixel order of the output)
   const Index tiles_per_run = 8, run = tiles_per_run * MR, runs = (M + run - 1) / run;
-  parallel_for_dynamic(groups * blocks * runs, [&](std::int64_t task) {
-    const Index gb = static_cast<Index>(task) / runs, q = static_cast<Index>(task) % runs;
-    const Index grp = gb / blocks, nb = gb % blocks;
-    const Index n0 = grp * og + nb * NR, nr = std::min(NR, og - nb * NR);
-    const T* b = nr == NR ? kernel + n0 : packed.data() + grp * K * NR;
-    const Index ldb = nr == NR ? cout : NR;
-    const T* bb = bias != nullptr ? bias + n0 : nullptr;
-    ScratchFrame frame;
-    const T** rows = frame.get<const T*>(tiles_per_run * taps * MR);
+  // The tap pointers of run q of group grp: per tile, taps x MR pointers.
+  const auto fill_rows = [&](Index q, Index grp, const T** rows) {
     const Index r_begin = q * run, r_end = std::min(M, r_begin + run);
     const Index ntiles = (r_end - r_begin + MR - 1) / MR;
     for (Index tile = 0; tile < ntiles; ++tile) {
@@ -248,18 +282,44 @@ void conv_implicit(const ConvTileKernel<T>& tk, const T* x, Index cin, Index cou
       const T** tr = rows + tile * taps * MR;
       for (Index i = 0; i < MR; ++i) {
         const Index r = r0 + std::min(i, mr - 1);
-        const Index bi = r / per_image, p = r % per_image, oy = p / g.out_w, ox = p % g.out_w;
-        const T* xb = x + bi * g.in_h * g.in_w * cin + grp * cg;
-        for (Index ki = 0; ki < g.kh; ++ki) {
-          const Index iy = oy * g.sh - g.top + ki * g.dh;
-          for (Index kj = 0; kj < g.kw; ++kj) {
-            const Index ix = ox * g.sw - g.left + kj * g.dw;
-            const bool inside = iy >= 0 && iy < g.in_h && ix >= 0 && ix < g.in_w;
-            tr[(ki * g.kw + kj) * MR + i] = inside ? xb + (iy * g.in_w + ix) * cin : zeros.data();
+        const Index bi = r / per_image, p = r % per_image, oy = p / out_w, ox = p % out_w;
+        const T* xb = x + bi * in_h * in_w * cin + grp * cg;
+        const Index iy0 = oy * sh - top, ix0 = ox * sw - left;
+        if (iy0 >= 0 && iy0 + span_h < in_h && ix0 >= 0 && ix0 + span_w < in_w) {  // no tap in the padding
+          const T* base = xb + (iy0 * in_w + ix0) * cin;
+          for (Index t = 0; t < taps; ++t) tr[t * MR + i] = base + tap_offset[static_cast<std::size_t>(t)];
+          continue;
+        }
+        for (Index ki = 0; ki < kh; ++ki) {
+          const Index iy = iy0 + ki * dh;
+          for (Index kj = 0; kj < kw; ++kj) {
+            const Index ix = ix0 + kj * dw;
+            const bool inside = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w;
+            tr[(ki * kw + kj) * MR + i] = inside ? xb + (iy * in_w + ix) * cin : zeros.data();
           }
         }
       }
     }
+  };
+  // One group in several channel blocks: the pointers of every run once, for all blocks (up to 4 MiB
+  // of them), rather than once per block.
+  const Index run_rows = tiles_per_run * taps * MR;
+  const bool shared_rows = groups == 1 && blocks > 1 && runs * run_rows * Index(sizeof(T*)) <= (Index(4) << 20);
+  const T** all_rows = shared_rows ? panel_frame.get<const T*>(runs * run_rows) : nullptr;
+  if (shared_rows) parallel_for_dynamic(runs, [&](std::int64_t q) { fill_rows(q, 0, all_rows + q * run_rows); });
+  parallel_for_dynamic(groups * blocks * runs, [&](std::int64_t task) {
+    const Index gb = static_cast<Index>(task) / runs, q = static_cast<Index>(task) % runs;
+    const Index grp = gb / blocks, nb = gb % blocks;
+    const Index n0 = grp * og + nb * NR, nr = std::min(NR, og - nb * NR);
+    const T* panel = pack_all ? panels + gb * K * NR : nr < NR ? panels + grp * K * NR : nullptr;
+    const T* b = panel != nullptr ? panel : kernel + n0;
+    const Index ldb = panel != nullptr ? NR : cout;
+    const T* bb = bias != nullptr ? bias + n0 : nullptr;
+    ScratchFrame frame;
+    const T** rows = all_rows != nullptr ? all_rows + q * run_rows : frame.get<const T*>(run_rows);
+    if (all_rows == nullptr) fill_rows(q, grp, rows);
+    const Index r_begin = q * run, r_end = std::min(M, r_begin + run);
+    const Index ntiles = (r_end - r_begin + MR - 1) / MR;
     for (Index k0 = 0; k0 < std::max<Index>(K, 1); k0 += kc) {
       const Index k1 = std::min(K, k0 + kc);
       for (Index tile = 0; tile < ntiles; ++tile) {
