@@ -42,11 +42,12 @@
 /// (B = 1) uses every core once the cache holds more than `split_keys` tokens or has several kv heads.
 ///
 /// Speed: a decode step (up to 8 query rows per kv head: multi_head and differential have one,
-/// group_query its group) streams K and V once through AVX-512 / AVX2 row kernels (ops::matvec_rows,
-/// ops::vecmat_acc_rows; ops/simd/rowvec.inl, run-time dispatch): each key and value row is loaded
-/// once for all query rows of its kv head, and each pass asks 32 rows ahead into the stream "this
-/// block's keys, its values, the next block's keys", so the memory does not idle between passes;
-/// longer steps go through the packed matrix product. The step is bound by memory bandwidth:
+/// group_query its group) streams K and V once through AVX-512 / AVX2 row kernels (ops/simd/rowvec.inl,
+/// run-time dispatch): one row through ops::matvec and ops::vecmat_acc (16 rows ahead); several
+/// through ops::matvec_rows and ops::vecmat_acc_rows, which load each key and value row once for all
+/// query rows of its kv head and ask 32 rows ahead into the stream "this block's keys, its values,
+/// the next block's keys", so the memory does not idle between passes; longer steps go through the
+/// packed matrix product. The step is bound by memory bandwidth:
 /// benchmarks/bench_decode.cpp reports it as a share of a STREAM-like triad.
 ///
 /// Errors (typed, the cache unchanged): ShapeError when the batch size differs from the cache's, when
@@ -419,7 +420,12 @@ void cache_attention(const T* q, Index q_row, const S* k, const S* v, Index B, I
         if (j0 + bk < k1) next_v = k + (head + j0 + bk) * d;
         else if (k0 + split < len) next_v = k + (head + k0 + split) * d;
       }
-      if (rows <= kRowKernelRows)  // a few query rows (decode): every key row loaded once for all rows
+      // one query row (multi_head, differential): ops::matvec, whose loop measured faster than the
+      // several-row kernel's single-row pass on data in cache (1k keys); a few rows (group_query's
+      // decode): every key row loaded once for all of them
+      if (rows == 1)
+        matvec(K, cols, d, Qg, Z);
+      else if (rows <= kRowKernelRows)
         matvec_rows(K, cols, d, Qg, rows, Z, cols, next_k);
       else
         kern.gemm(rows, cols, d, Qg, d, K, d, /*b_trans=*/true, Z, cols, /*accumulate=*/false, /*direct=*/true);
@@ -449,7 +455,9 @@ void cache_attention(const T* q, Index q_row, const S* k, const S* v, Index B, I
         if (alpha[r] != T(1))
           for (Index c = 0; c < d; ++c) O[r * d + c] *= alpha[r];
       const bool finite = !partial_block || std::isfinite(Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(V, cols * d).sum());
-      if (finite && rows <= kRowKernelRows) {
+      if (finite && rows == 1) {
+        vecmat_acc(Z, V, cols, d, d, O);
+      } else if (finite && rows <= kRowKernelRows) {
         vecmat_acc_rows(Z, cols, V, cols, d, rows, O, next_v);
       } else if (finite) {
         kern.gemm(rows, d, cols, Z, cols, V, d, /*b_trans=*/false, O, d, /*accumulate=*/true, /*direct=*/true);

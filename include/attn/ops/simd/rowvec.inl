@@ -127,7 +127,7 @@ ATTN_KTARGET inline void vecmat_acc(const float* z, const float* Vm, Index cols,
 /// Asks for the cache lines of floats [e0, e1) of row `row` of the stream "A's rows [0, cols), then
 /// next's rows" (A's rows continue past cols when next is null: a harmless prefetch past the end).
 /// Address arithmetic only.
-ATTN_KTARGET inline void prefetch_stream(const float* A, Index cols, const float* next, Index row, Index d, Index e0,
+ATTN_KTARGET __attribute__((always_inline)) inline void prefetch_stream(const float* A, Index cols, const float* next, Index row, Index d, Index e0,
                                          Index e1) {
   const std::uintptr_t base = row < cols || next == nullptr
                                   ? reinterpret_cast<std::uintptr_t>(A) + static_cast<std::uintptr_t>(row * d) * sizeof(float)
@@ -141,7 +141,7 @@ ATTN_KTARGET inline void prefetch_stream(const float* A, Index cols, const float
 /// products, reduced four at a time by one shuffle tree (the same tree for every slot, so a dot
 /// product does not depend on its neighbours), then the scalar tail e >= dv.
 template <int KC, int RC>
-ATTN_KTARGET inline void dot_tile(const float* k, Index d, Index dv, const float* q, float* z, Index ldz) {
+ATTN_KTARGET __attribute__((always_inline)) inline void dot_tile(const float* k, Index d, Index dv, const float* q, float* z, Index ldz) {
   using V = Vec<float>;
   using P = V::P;
   constexpr Index W = V::W;
