@@ -6,17 +6,24 @@
 //     key, output projection) of multi_head (E = 512, 8 heads) and group_query (E = 512, 8 query heads,
 //     2 kv heads, RoPE) with 1k, 8k and 32k cached tokens, 1 and 2 threads, float storage and bfloat16
 //     storage: time per step and GB/s of K/V bytes read per step (the cache length times
-//     bytes_per_token()), and that rate as a share of the triad;
+//     bytes_per_token()), and that rate as a share of the triad on the same threads timed in the same
+//     rounds (a triad pass before every three steps, both the fastest of their rounds: other
+//     processes on the machine then weigh on the ceiling and the step alike; the header's triad is
+//     measured once at the start);
 //   - prefill of 2048 tokens then 256 decode steps end to end, against recomputing the full causal
 //     forward over the whole sequence at each step (the latter timed on SAMPLES steps spread over the
 //     256 and summed by the trapezoid rule: the full 256 take minutes).
 //
-//   attn_bench_decode [--quick]      (--quick: 1k and 8k only, fewer repetitions)
+//   attn_bench_decode [--quick] [--len=N,...] [--threads=N,...] [--storage=float|bfloat16]
+//                     [--layer=multi_head|group_query] [--reps=N] [--no-e2e]
+//   (--quick: 1k and 8k only, fewer repetitions; the others filter the decode table, --no-e2e skips
+//   the end-to-end table; without options every row is measured)
 // The libtorch side is attn_bench_torch --benchmark_filter=decode (bench_torch.cpp).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -46,23 +53,36 @@ double best_of(int reps, F&& f) {
   return best;
 }
 
-/// STREAM triad over `threads` shares (attn's pool), GB/s with 24 bytes per element.
-double triad(int threads) {
-  const std::size_t n = std::size_t(8) << 20;  // 8 Mi doubles = 64 MiB per array
-  std::vector<double> a(n, 0.0), b(n, 1.0), c(n, 2.0);
-  attn::set_num_threads(threads);
-  const auto run = [&] {
+/// STREAM triad a = b + 3·c over `threads` shares (attn's pool): 24 bytes per element (STREAM's
+/// count); the arrays are allocated and first touched once.
+class Triad {
+public:
+  Triad() : a_(n_, 0.0), b_(n_, 1.0), c_(n_, 2.0) { (void)seconds(1); }
+  /// One pass, in seconds.
+  double seconds(int threads) {
+    attn::set_num_threads(threads);
+    const auto t0 = Clock::now();
     attn::parallel_shares(attn::shares_for(threads), [&](int s, int p) {
-      const std::size_t i0 = n * static_cast<std::size_t>(s) / static_cast<std::size_t>(p);
-      const std::size_t i1 = n * static_cast<std::size_t>(s + 1) / static_cast<std::size_t>(p);
-      for (std::size_t i = i0; i < i1; ++i) a[i] = b[i] + 3.0 * c[i];
+      const std::size_t i0 = n_ * static_cast<std::size_t>(s) / static_cast<std::size_t>(p);
+      const std::size_t i1 = n_ * static_cast<std::size_t>(s + 1) / static_cast<std::size_t>(p);
+      for (std::size_t i = i0; i < i1; ++i) a_[i] = b_[i] + 3.0 * c_[i];
     });
-    benchmark::DoNotOptimize(a.data());
-  };
-  run();  // first touch of every page
-  const double t = best_of(10, run);
-  return 24.0 * static_cast<double>(n) / t * 1e-9;
-}
+    benchmark::DoNotOptimize(a_.data());
+    return seconds_since(t0);
+  }
+  /// GB/s of a pass that took t seconds.
+  [[nodiscard]] double gbs(double t) const { return 24.0 * static_cast<double>(n_) / t * 1e-9; }
+  /// GB/s of the fastest of 10 passes.
+  double best(int threads) {
+    double t = 1e300;
+    for (int r = 0; r < 10; ++r) t = std::min(t, seconds(threads));
+    return gbs(t);
+  }
+
+private:
+  std::size_t n_ = std::size_t(8) << 20;  // 8 Mi doubles = 64 MiB per array, 192 MiB in all
+  std::vector<double> a_, b_, c_;
+};
 
 attn::Tensor<float, 3> random_input(Index b, Index l, Index e, unsigned seed) {
   attn::Tensor<float, 3> x(b, l, e);
@@ -71,11 +91,20 @@ attn::Tensor<float, 3> random_input(Index b, Index l, Index e, unsigned seed) {
   return x;
 }
 
-/// One decode step at a fixed cache length `len`: fill to len − 1 once, then time (append one token,
-/// attend over len keys, truncate back to len − 1).
+/// Times of one decode step and of one triad pass, each the fastest of `reps` rounds.
+struct StepTimes {
+  double step = 1e300;
+  double triad = 1e300;
+};
+
+/// One decode step at a fixed cache length `len`: fill to len − 1 once, then `reps` rounds of (a triad
+/// pass, three steps), each step appending one token, attending over len keys and truncating back to
+/// len − 1; the first step of a round is not counted (it refills the caches the triad emptied: the
+/// steps are timed back to back, as a decoder running one layer would). Interleaving puts the ceiling
+/// and the step under the same load of the machine (other processes share its cores and memory bus).
 template <class Layer>
-double decode_step(const Layer& layer, Index len, attn::KVStorage storage, int threads, int reps,
-                   std::size_t* bytes_per_token) {
+StepTimes decode_step(const Layer& layer, Triad& triad, Index len, attn::KVStorage storage, int threads, int reps,
+                      std::size_t* bytes_per_token) {
   attn::set_num_threads(threads);
   attn::KVCache<float> cache = layer.make_cache(1, len, storage);
   *bytes_per_token = cache.bytes_per_token();
@@ -87,12 +116,22 @@ double decode_step(const Layer& layer, Index len, attn::KVStorage storage, int t
   }
   const auto x = random_input(1, 1, 512, 3);
   const auto step = [&] {
+    attn::set_num_threads(threads);
+    const auto t0 = Clock::now();
     auto y = layer.forward(x, cache);
     benchmark::DoNotOptimize(y.data());
     cache.truncate(0, len - 1);
+    return seconds_since(t0);
   };
-  step();
-  return best_of(reps, step);
+  (void)step();
+  StepTimes best;
+  for (int r = 0; r < reps; ++r) {
+    best.triad = std::min(best.triad, triad.seconds(threads));
+    (void)step();
+    best.step = std::min(best.step, step());
+    best.step = std::min(best.step, step());
+  }
+  return best;
 }
 
 attn::MultiHeadAttention<float> make_mha() { return attn::MultiHeadAttention<float>({.embed_dim = 512, .num_heads = 8}, 1); }
@@ -140,37 +179,80 @@ void end_to_end(const char* name, const Layer& layer, Index prompt, Index steps,
               t_recompute / (t_cached - t_prefill));
 }
 
+/// "a,b,c" -> {a, b, c}
+std::vector<long long> parse_list(const std::string& s) {
+  std::vector<long long> out;
+  std::size_t at = 0;
+  while (at <= s.size()) {
+    const std::size_t comma = std::min(s.find(',', at), s.size());
+    out.push_back(std::stoll(s.substr(at, comma - at)));
+    at = comma + 1;
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  bool quick = false, e2e = true;
+  int reps_given = 0;
+  std::vector<long long> lengths{1024, 8192, 32768}, thread_counts{1, 2};
+  std::vector<attn::KVStorage> storages{attn::KVStorage::same, attn::KVStorage::bfloat16};
+  std::vector<int> layers{0, 1};
+  for (int a = 1; a < argc; ++a) {
+    const std::string arg = argv[a];
+    const auto value = [&](const char* key) {
+      const std::string k = std::string(key) + "=";
+      return arg.rfind(k, 0) == 0 ? std::optional<std::string>(arg.substr(k.size())) : std::nullopt;
+    };
+    if (arg == "--quick") {
+      quick = true;
+      lengths = {1024, 8192};
+    } else if (arg == "--no-e2e") {
+      e2e = false;
+    } else if (const auto v = value("--len")) {
+      lengths = parse_list(*v);
+    } else if (const auto v = value("--threads")) {
+      thread_counts = parse_list(*v);
+    } else if (const auto v = value("--reps")) {
+      reps_given = std::stoi(*v);
+    } else if (const auto v = value("--storage")) {
+      storages = {*v == "bfloat16" ? attn::KVStorage::bfloat16 : attn::KVStorage::same};
+    } else if (const auto v = value("--layer")) {
+      layers = {*v == "group_query" ? 1 : 0};
+    } else {
+      std::fprintf(stderr, "attn_bench_decode: unknown option %s\n", arg.c_str());
+      return 2;
+    }
+  }
   std::printf("attn decode benchmark: SIMD level %s, hardware threads %u\n\n",
               std::string(attn::simd_name(attn::simd())).c_str(), std::thread::hardware_concurrency());
-  const double triad1 = triad(1), triad2 = triad(2);
+  Triad triad;
+  const double triad1 = triad.best(1), triad2 = triad.best(2);
   std::printf("STREAM-like triad: %.2f GB/s (1 thread), %.2f GB/s (2 threads)\n\n", triad1, triad2);
 
   const auto mha = make_mha();
   const auto gqa = make_gqa();
-  std::printf("| layer | storage | cache | threads | step (ms) | K/V GB/s | of triad |\n");
-  std::printf("|---|---|---|---|---|---|---|\n");
-  std::vector<Index> lengths{1024, 8192};
-  if (!quick) lengths.push_back(32768);
-  for (const Index len : lengths)
-    for (const auto storage : {attn::KVStorage::same, attn::KVStorage::bfloat16})
-      for (const int threads : {1, 2})
-        for (const int which : {0, 1}) {
+  std::printf("| layer | storage | cache | threads | step (ms) | K/V GB/s | of triad | triad GB/s |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
+  for (const long long len : lengths)
+    for (const auto storage : storages)
+      for (const long long threads : thread_counts)
+        for (const int which : layers) {
           std::size_t bpt = 0;
-          const int reps = len >= 32768 ? 10 : 30;
-          const double t = which == 0 ? decode_step(mha, len, storage, threads, quick ? 5 : reps, &bpt)
-                                      : decode_step(gqa, len, storage, threads, quick ? 5 : reps, &bpt);
-          const double gbs = static_cast<double>(len) * static_cast<double>(bpt) / t * 1e-9;
-          const double ceiling = threads == 1 ? triad1 : triad2;
-          std::printf("| %s | %s | %lld | %d | %.3f | %.2f | %.0f%% |\n", which == 0 ? "multi_head" : "group_query",
-                      storage == attn::KVStorage::same ? "float" : "bfloat16", static_cast<long long>(len), threads,
-                      t * 1e3, gbs, 100.0 * gbs / ceiling);
+          const int reps = reps_given > 0 ? reps_given : quick ? 5 : len >= 32768 ? 10 : 20;
+          const int nt = static_cast<int>(threads);
+          const StepTimes t = which == 0 ? decode_step(mha, triad, len, storage, nt, reps, &bpt)
+                                         : decode_step(gqa, triad, len, storage, nt, reps, &bpt);
+          const double gbs = static_cast<double>(len) * static_cast<double>(bpt) / t.step * 1e-9;
+          const double ceiling = triad.gbs(t.triad);
+          std::printf("| %s | %s | %lld | %d | %.3f | %.2f | %.0f%% | %.2f |\n", which == 0 ? "multi_head" : "group_query",
+                      storage == attn::KVStorage::same ? "float" : "bfloat16", len, nt, t.step * 1e3, gbs,
+                      100.0 * gbs / ceiling, ceiling);
           std::fflush(stdout);
         }
 
+  if (!e2e) return 0;
   std::printf("\nPrefill 2048 + 256 decode steps (multi_head, float storage) against a full causal forward per "
               "step (recompute time: %d sampled steps, trapezoid sum):\n\n",
               quick ? 2 : 5);

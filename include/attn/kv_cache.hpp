@@ -43,8 +43,12 @@
 ///
 /// Speed: a decode step (up to 8 query rows per kv head: multi_head and differential have one,
 /// group_query its group) streams K and V once through AVX-512 / AVX2 row kernels (ops/simd/rowvec.inl,
-/// run-time dispatch) that prefetch 16 rows ahead; longer steps go through the packed matrix product. The step is bound by
-/// memory bandwidth: benchmarks/bench_decode.cpp reports it as a share of a STREAM-like triad.
+/// run-time dispatch): one row through ops::matvec and ops::vecmat_acc (16 rows ahead); several
+/// through ops::matvec_rows and ops::vecmat_acc_rows, which load each key and value row once for all
+/// query rows of its kv head and ask 32 rows ahead into the stream "this block's keys, its values,
+/// the next block's keys", so the memory does not idle between passes; longer steps go through the
+/// packed matrix product. The step is bound by memory bandwidth:
+/// benchmarks/bench_decode.cpp reports it as a share of a STREAM-like triad.
 ///
 /// Errors (typed, the cache unchanged): ShapeError when the batch size differs from the cache's, when
 /// a step would overflow the capacity (naming the item, its length, the step and the capacity), when
@@ -292,12 +296,12 @@ struct CacheAttentionOptions {
 namespace detail {
 
 #if ATTN_SIMD_DISPATCH
-/// float16 -> float with F16C (every AVX2 CPU has it), 8 at a time, asking for the storage 16 rows of
-/// width d ahead (as ops/simd/rowvec.inl does).
+/// float16 -> float with F16C (every AVX2 CPU has it), 8 at a time, asking for the storage
+/// 2·kStreamAhead rows of width d ahead (as ops/simd/rowvec.inl does for bfloat16).
 __attribute__((target("avx,f16c"))) inline void widen_f16c(const Eigen::half* src, Index n, Index d, float* dst) {
   Index i = 0;
   for (; i + 8 <= n; i += 8) {
-    if (i % 32 == 0) x86::avx2::prefetch(src + i, x86::avx2::kPrefetchRows, d);
+    if (i % 32 == 0) x86::avx2::prefetch(src + i, 2 * x86::avx2::kStreamAhead, d);
     _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
   }
   for (; i < n; ++i) dst[i] = static_cast<float>(src[i]);
@@ -406,8 +410,23 @@ void cache_attention(const T* q, Index q_row, const S* k, const S* v, Index B, I
       const Index cols = std::min(bk, k1 - j0);
       const T* K = detail::as_compute<T, S>(k + (head + j0) * d, cols * d, d, Kc);
       const T* V = detail::as_compute<T, S>(v + (head + j0) * d, cols * d, d, Vc);
-      if (rows <= kRowKernelRows)  // a few query rows (decode): one matrix-vector product each
-        for (Index r = 0; r < rows; ++r) matvec(K, cols, d, Qg + r * d, Z + r * cols);
+      // stored as T, K and V are read in place: the keys' pass asks ahead for the values, the values'
+      // pass for the next block's keys (one stream without pauses between passes)
+      const T* next_k = nullptr;
+      const T* next_v = nullptr;
+      if constexpr (std::is_same_v<S, T>) {
+        next_k = V;
+        // after the task's last block, the keys of the next split (on one thread the next task)
+        if (j0 + bk < k1) next_v = k + (head + j0 + bk) * d;
+        else if (k0 + split < len) next_v = k + (head + k0 + split) * d;
+      }
+      // one query row (multi_head, differential): ops::matvec, whose loop measured faster than the
+      // several-row kernel's single-row pass on data in cache (1k keys); a few rows (group_query's
+      // decode): every key row loaded once for all of them
+      if (rows == 1)
+        matvec(K, cols, d, Qg, Z);
+      else if (rows <= kRowKernelRows)
+        matvec_rows(K, cols, d, Qg, rows, Z, cols, next_k);
       else
         kern.gemm(rows, cols, d, Qg, d, K, d, /*b_trans=*/true, Z, cols, /*accumulate=*/false, /*direct=*/true);
       bool partial_block = false;
@@ -436,8 +455,10 @@ void cache_attention(const T* q, Index q_row, const S* k, const S* v, Index B, I
         if (alpha[r] != T(1))
           for (Index c = 0; c < d; ++c) O[r * d + c] *= alpha[r];
       const bool finite = !partial_block || std::isfinite(Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(V, cols * d).sum());
-      if (finite && rows <= kRowKernelRows) {
-        for (Index r = 0; r < rows; ++r) vecmat_acc(Z + r * cols, V, cols, d, d, O + r * d);
+      if (finite && rows == 1) {
+        vecmat_acc(Z, V, cols, d, d, O);
+      } else if (finite && rows <= kRowKernelRows) {
+        vecmat_acc_rows(Z, cols, V, cols, d, rows, O, next_v);
       } else if (finite) {
         kern.gemm(rows, d, cols, Z, cols, V, d, /*b_trans=*/false, O, d, /*accumulate=*/true, /*direct=*/true);
       } else {  // a masked key's non-finite value reaches no row that does not see it

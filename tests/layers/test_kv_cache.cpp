@@ -3,7 +3,8 @@
 // item's whole sequence" (the full forward runs on the attention core, the cached one on
 // ops::cache_attention: no shared attention code), in float and double, over ragged schedules with
 // active subsets and resets; ops::cache_attention against ops::attention_reference with tilings and
-// key splits that put every edge inside the problem; the half-precision storage bound of the header
+// key splits that put every edge inside the problem (double; and float at every SIMD level through
+// every row group of the decode kernels); the half-precision storage bound of the header
 // checked element by element; bit-identical results for 1 and 2 threads; typed errors that leave the
 // cache unchanged.
 #include "support.hpp"
@@ -199,6 +200,57 @@ TEST_CASE("kv_cache: cache_attention equals the reference on contiguous keys, ev
     REQUIRE(got.data()[i] == -7.0);
     REQUIRE(got.data()[2 * Tn * Hq * d + i] == -7.0);
     REQUIRE(got.data()[Tn * Hq * d + i] == Approx(want.data()[Tn * Hq * d + i]).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("kv_cache: float cache_attention on the row kernels equals the reference, every level and group",
+          "[kv_cache][simd]") {
+  ATTN_FOR_EACH_SIMD_LEVEL();
+  ThreadGuard guard;
+  // query rows per kv head through every group of the row kernels (1, 2, 3, 4, 5, 8), head widths with
+  // and without a scalar tail, one decode token and a short chunk; keys past one default block of 128
+  // (the values' pass asks ahead for the next block's keys) and past small splits
+  const auto [Hq, Hkv] = GENERATE(std::pair<Index, Index>{2, 2}, std::pair<Index, Index>{4, 2},
+                                  std::pair<Index, Index>{3, 1}, std::pair<Index, Index>{8, 2},
+                                  std::pair<Index, Index>{5, 1}, std::pair<Index, Index>{8, 1});
+  const Index d = GENERATE(Index(64), Index(19));
+  const Index Tn = GENERATE(Index(1), Index(2));
+  INFO("Hq " << Hq << ", Hkv " << Hkv << ", d " << d << ", new tokens " << Tn);
+  const Index B = 2, cap = 300;
+  const std::vector<Index> lengths{cap, 131};
+  const auto kc = random_tensor<float, 4>({B, Hkv, cap, d}, 41);
+  const auto vc = random_tensor<float, 4>({B, Hkv, cap, d}, 42);
+  const auto q = random_tensor<float, 4>({B, Tn, Hq, d}, 43, 2.0);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  // the reference in double on the same (float) values
+  const auto wide = [](const attn::Tensor<float, 4>& x) { return attn::Tensor<double, 4>(x.cast<double>()); };
+  const attn::Tensor<double, 4> kd = wide(kc), vd = wide(vc), qd = wide(q);
+  attn::Tensor<double, 4> want(B, Tn, Hq, d);
+  for (Index b = 0; b < B; ++b) {
+    const Index L = lengths[static_cast<std::size_t>(b)];
+    const ops::HeadsView<double> Q{qd.data() + b * Tn * Hq * d, 1, Tn, Hq, d, Tn * Hq * d, Hq * d, d};
+    const ops::HeadsView<double> K{kd.data() + b * Hkv * cap * d, 1, L, Hkv, d, Hkv * cap * d, d, cap * d};
+    const ops::HeadsView<double> V{vd.data() + b * Hkv * cap * d, 1, L, Hkv, d, Hkv * cap * d, d, cap * d};
+    ops::AttentionMask<double> m;
+    m.causal = true;
+    ops::attention_reference(Q, K, V, ops::heads_out<double>(want.data() + b * Tn * Hq * d, 1, Tn, Hq, d, Hq * d),
+                             double(scale), m);
+  }
+  for (const auto& opt : {ops::CacheAttentionOptions{.key_block = 16, .split_keys = 64, .min_parallel_flops = 0},
+                          ops::CacheAttentionOptions{.min_parallel_flops = 0}}) {
+    INFO("key_block " << opt.key_block << " split " << opt.split_keys);
+    std::vector<attn::Tensor<float, 4>> runs;
+    for (const int threads : {1, 2}) {
+      attn::set_num_threads(threads);
+      attn::Tensor<float, 4> got(B, Tn, Hq, d);
+      got.setConstant(-7.0f);
+      ops::cache_attention<float, float>(q.data(), Hq * d, kc.data(), vc.data(), B, Hkv, cap, d, Hq, Tn,
+                                         lengths.data(), ActiveItems{true, true}, scale, got.data(), Hq * d, opt);
+      const attn::Tensor<double, 4> got_wide = got.cast<double>();
+      ATTN_REQUIRE_CLOSE(got_wide, want, 2e-5, 2e-6);
+      runs.push_back(got);
+    }
+    for (Index i = 0; i < runs[0].size(); ++i) REQUIRE(runs[0].data()[i] == runs[1].data()[i]);
   }
 }
 

@@ -2,7 +2,8 @@
 // available instruction-set level against a plain-loop product in long double, over odd shapes, strides,
 // transposed operands, accumulation and empty extents; the tiled ops::gemm bit-identical for 1, 2 and 3
 // threads; the row passes of each level against the generic ones; the one-row products (matvec,
-// vecmat_acc, dense on one token) against plain loops; set_simd and ATTN_SIMD; the per-thread scratch
+// vecmat_acc, dense on one token) and their several-row forms (matvec_rows, vecmat_acc_rows) against
+// plain loops; set_simd and ATTN_SIMD; the per-thread scratch
 // frames (core/scratch.hpp).
 #include "support.hpp"
 
@@ -272,6 +273,63 @@ TEST_CASE("kernels: the one-row products (matvec, vecmat_acc) and dense on one r
       REQUIRE(one[static_cast<std::size_t>(j)] ==
               Approx(all[static_cast<std::size_t>(r * out + j)]).margin(1e-5).epsilon(1e-5));
   }
+}
+
+TEST_CASE("kernels: several query rows against one block (matvec_rows, vecmat_acc_rows), every level",
+          "[kernels][simd]") {
+  ATTN_FOR_EACH_SIMD_LEVEL();
+  // row counts through every group (4, 2, 1 and their sums), widths below, at and past a register
+  // block, key counts below and past a tile and past the prefetch distance
+  for (const Index d : {1, 7, 16, 33, 64, 100}) {
+    for (const Index cols : {1, 3, 5, 130}) {
+      for (const Index rows : {1, 2, 3, 4, 5, 7, 8}) {
+        INFO("d " << d << ", cols " << cols << ", rows " << rows);
+        const Mat<float> K(cols, d, 0, 21 + static_cast<std::uint64_t>(d));
+        const Mat<float> Vm(cols, d, 0, 22 + static_cast<std::uint64_t>(cols));
+        const Mat<float> Q(rows, d, 0, 23 + static_cast<std::uint64_t>(rows));
+        const Mat<float> next(40, d, 0, 24);  // the rows "read next": asked for, never changing a result
+        const Index ldz = cols + 2;
+        Mat<float> Z(rows, cols, 2, 25);  // its padding holds the sentinel
+        ops::matvec_rows(K.buf.data(), cols, d, Q.buf.data(), rows, Z.buf.data(), ldz);
+        Mat<float> Zn(rows, cols, 2, 26);
+        ops::matvec_rows(K.buf.data(), cols, d, Q.buf.data(), rows, Zn.buf.data(), ldz, next.buf.data());
+        for (Index r = 0; r < rows; ++r) {
+          for (Index c = 0; c < cols; ++c) {
+            double want = 0;
+            for (Index e = 0; e < d; ++e) want += double(K.at(c, e)) * double(Q.at(r, e));
+            REQUIRE(Z.at(r, c) == Approx(want).margin(1e-5).epsilon(1e-5));
+            REQUIRE(Zn.at(r, c) == Z.at(r, c));
+          }
+          for (Index c = cols; c < ldz; ++c) REQUIRE(Z.at(r, c) == 777.0f);
+        }
+        // weights onto O: each element one fused multiply-add chain in key order, exactly
+        const Mat<float> W(rows, cols, 2, 27);
+        Mat<float> O(rows, d, 0, 28);
+        const Mat<float> O0 = O;
+        std::vector<float> tail(4, 999.0f);  // O is contiguous [rows, d]: its end is checked below
+        O.buf.insert(O.buf.end(), tail.begin(), tail.end());
+        ops::vecmat_acc_rows(W.buf.data(), W.ld, Vm.buf.data(), cols, d, rows, O.buf.data(),
+                             rows % 2 == 0 ? next.buf.data() : nullptr);
+        for (Index r = 0; r < rows; ++r)
+          for (Index e = 0; e < d; ++e) {
+            float want = O0.at(r, e);
+            for (Index c = 0; c < cols; ++c) want = std::fma(W.at(r, c), Vm.at(c, e), want);
+            REQUIRE(O.at(r, e) == want);
+          }
+        for (std::size_t i = 0; i < tail.size(); ++i) REQUIRE(O.buf[static_cast<std::size_t>(rows * d) + i] == 999.0f);
+      }
+    }
+  }
+  // double: the plain loops
+  const Mat<double> K(9, 5, 0, 31), Q(3, 5, 0, 32);
+  std::vector<double> Z(27);
+  ops::matvec_rows(K.buf.data(), 9, 5, Q.buf.data(), 3, Z.data(), 9);
+  for (Index r = 0; r < 3; ++r)
+    for (Index c = 0; c < 9; ++c) {
+      double want = 0;
+      for (Index e = 0; e < 5; ++e) want += K.at(c, e) * Q.at(r, e);
+      REQUIRE(Z[static_cast<std::size_t>(r * 9 + c)] == Approx(want).epsilon(1e-14));
+    }
 }
 
 TEST_CASE("scratch: frames nest, reuse their buffers, and free the big ones", "[scratch]") {

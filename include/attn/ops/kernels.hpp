@@ -315,6 +315,43 @@ void vecmat_acc(const T* z, const T* V, Index cols, Index d, Index ld, T* o) {
     for (Index e = 0; e < d; ++e) o[e] = std::fma(z[c], V[c * ld + e], o[e]);
 }
 
+/// Z[r·ldz + c] = K[c, :]·Q[r, :] for r < rows, c < cols: several query rows (a decode step's query
+/// heads of one kv head) against one block of keys, K row-major [cols, d], Q row-major [rows, d].
+/// `next` (may be null) points at the rows [·, d] the caller reads after K (the block's values): the
+/// kernel asks for them ahead once K's end is near, so the memory stream does not pause between
+/// passes. float at the AVX-512 / AVX2 levels: each key row is loaded once for up to four query rows
+/// (ops/simd/rowvec.inl; a single row four keys at a time, as ops::matvec); plain loops otherwise.
+/// Single-threaded.
+template <class T>
+void matvec_rows(const T* K, Index cols, Index d, const T* Q, Index rows, T* Z, Index ldz, const T* next = nullptr) {
+#if ATTN_SIMD_DISPATCH
+  if constexpr (std::is_same_v<T, float>) {
+    if (simd() == Simd::avx512) return x86::avx512::matvec_rows(K, cols, d, Q, rows, Z, ldz, next);
+    if (simd() == Simd::avx2) return x86::avx2::matvec_rows(K, cols, d, Q, rows, Z, ldz, next);
+  }
+#endif
+  (void)next;
+  for (Index r = 0; r < rows; ++r) matvec(K, cols, d, Q + r * d, Z + r * ldz);
+}
+
+/// O[r, e] += Σ_c Z[r·ldz + c]·V[c, e] for r < rows, e < d: several rows of weights against one block
+/// of values, V row-major [cols, d], O row-major [rows, d]; `next` as for matvec_rows (the next block's
+/// keys). Each output element is one chain of fused multiply-adds in c order: the values of
+/// ops::vecmat_acc row by row, at every level. float at the AVX levels: each value row loaded once
+/// for up to four rows; plain loops otherwise. Single-threaded.
+template <class T>
+void vecmat_acc_rows(const T* Z, Index ldz, const T* V, Index cols, Index d, Index rows, T* O,
+                     const T* next = nullptr) {
+#if ATTN_SIMD_DISPATCH
+  if constexpr (std::is_same_v<T, float>) {
+    if (simd() == Simd::avx512) return x86::avx512::vecmat_acc_rows(Z, ldz, V, cols, d, rows, O, next);
+    if (simd() == Simd::avx2) return x86::avx2::vecmat_acc_rows(Z, ldz, V, cols, d, rows, O, next);
+  }
+#endif
+  (void)next;
+  for (Index r = 0; r < rows; ++r) vecmat_acc(Z + r * ldz, V, cols, d, d, O + r * d);
+}
+
 }  // namespace attn::ops
 
 /// Declares (EXTERN = extern) or defines (EXTERN empty) the kernel tables for scalar T (at namespace
