@@ -101,6 +101,25 @@ constexpr double tol() {
   return std::is_same_v<T, float> ? 2e-5 : 1e-12;
 }
 
+/// The causal attention of every item's queries q [B, Tn, Hq, d] over its first lengths[b] cached
+/// rows of kc / vc [B, Hkv, cap, d], by the plain reference of the attention core.
+template <class U>
+attn::Tensor<U, 4> cache_reference(const attn::Tensor<U, 4>& q, const attn::Tensor<U, 4>& kc, const attn::Tensor<U, 4>& vc,
+                                   const std::vector<Index>& lengths, U scale) {
+  const Index B = q.dimension(0), Tn = q.dimension(1), Hq = q.dimension(2), d = q.dimension(3);
+  const Index Hkv = kc.dimension(1), cap = kc.dimension(2);
+  attn::Tensor<U, 4> want(B, Tn, Hq, d);
+  for (Index b = 0; b < B; ++b) {
+    const Index L = lengths[static_cast<std::size_t>(b)];
+    const ops::HeadsView<U> Q{q.data() + b * Tn * Hq * d, 1, Tn, Hq, d, Tn * Hq * d, Hq * d, d};
+    const ops::HeadsView<U> K{kc.data() + b * Hkv * cap * d, 1, L, Hkv, d, Hkv * cap * d, d, cap * d};
+    const ops::HeadsView<U> V{vc.data() + b * Hkv * cap * d, 1, L, Hkv, d, Hkv * cap * d, d, cap * d};
+    ops::AttentionMask<U> m;
+    m.causal = true;
+    ops::attention_reference(Q, K, V, ops::heads_out<U>(want.data() + b * Tn * Hq * d, 1, Tn, Hq, d, Hq * d), scale, m);
+  }
+  return want;
+}
 }  // namespace
 
 TEMPLATE_TEST_CASE("kv_cache: multi_head steps equal rows of a full causal forward", "[kv_cache][multi_head]",
@@ -159,17 +178,7 @@ TEST_CASE("kv_cache: cache_attention equals the reference on contiguous keys, ev
   const auto q = random_tensor<T, 4>({B, Tn, Hq, d}, 3, 2.0);
   const T scale = 0.6;
   // reference per item: queries [1, Tn, Hq, d], keys the item's first lengths[b] cached rows, causal
-  attn::Tensor<T, 4> want(B, Tn, Hq, d);
-  for (Index b = 0; b < B; ++b) {
-    const Index L = lengths[static_cast<std::size_t>(b)];
-    const ops::HeadsView<T> Q{q.data() + b * Tn * Hq * d, 1, Tn, Hq, d, Tn * Hq * d, Hq * d, d};
-    const ops::HeadsView<T> K{kc.data() + b * Hkv * cap * d, 1, L, Hkv, d, Hkv * cap * d, d, cap * d};
-    const ops::HeadsView<T> V{vc.data() + b * Hkv * cap * d, 1, L, Hkv, d, Hkv * cap * d, d, cap * d};
-    ops::AttentionMask<T> m;
-    m.causal = true;
-    ops::attention_reference(Q, K, V, ops::heads_out<T>(want.data() + b * Tn * Hq * d, 1, Tn, Hq, d, Hq * d), scale,
-                             m);
-  }
+  const attn::Tensor<T, 4> want = cache_reference(q, kc, vc, lengths, scale);
   for (const auto& opt : {ops::CacheAttentionOptions{.query_rows = 1, .key_block = 1, .split_keys = 1,
                                                      .min_parallel_flops = 0},
                           ops::CacheAttentionOptions{.query_rows = 4, .key_block = 3, .split_keys = 7,
@@ -224,18 +233,7 @@ TEST_CASE("kv_cache: float cache_attention on the row kernels equals the referen
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   // the reference in double on the same (float) values
   const auto wide = [](const attn::Tensor<float, 4>& x) { return attn::Tensor<double, 4>(x.cast<double>()); };
-  const attn::Tensor<double, 4> kd = wide(kc), vd = wide(vc), qd = wide(q);
-  attn::Tensor<double, 4> want(B, Tn, Hq, d);
-  for (Index b = 0; b < B; ++b) {
-    const Index L = lengths[static_cast<std::size_t>(b)];
-    const ops::HeadsView<double> Q{qd.data() + b * Tn * Hq * d, 1, Tn, Hq, d, Tn * Hq * d, Hq * d, d};
-    const ops::HeadsView<double> K{kd.data() + b * Hkv * cap * d, 1, L, Hkv, d, Hkv * cap * d, d, cap * d};
-    const ops::HeadsView<double> V{vd.data() + b * Hkv * cap * d, 1, L, Hkv, d, Hkv * cap * d, d, cap * d};
-    ops::AttentionMask<double> m;
-    m.causal = true;
-    ops::attention_reference(Q, K, V, ops::heads_out<double>(want.data() + b * Tn * Hq * d, 1, Tn, Hq, d, Hq * d),
-                             double(scale), m);
-  }
+  const attn::Tensor<double, 4> want = cache_reference(wide(q), wide(kc), wide(vc), lengths, double(scale));
   for (const auto& opt : {ops::CacheAttentionOptions{.key_block = 16, .split_keys = 64, .min_parallel_flops = 0},
                           ops::CacheAttentionOptions{.min_parallel_flops = 0}}) {
     INFO("key_block " << opt.key_block << " split " << opt.split_keys);
