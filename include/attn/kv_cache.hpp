@@ -43,7 +43,7 @@
 ///
 /// Speed: a decode step (up to 8 query rows per kv head: multi_head and differential have one,
 /// group_query its group) streams K and V once through AVX-512 / AVX2 row kernels (ops/simd/rowvec.inl,
-/// run-time dispatch): one row through ops::matvec and ops::vecmat_acc (16 rows ahead); several
+/// run-time dispatch): one row through ops::matvec and ops::vecmat_acc (32 rows ahead); several
 /// through ops::matvec_rows and ops::vecmat_acc_rows, which load each key and value row once for all
 /// query rows of its kv head and ask 32 rows ahead into the stream "this block's keys, its values,
 /// the next block's keys", so the memory does not idle between passes; longer steps go through the
