@@ -420,12 +420,8 @@ void cache_attention(const T* q, Index q_row, const S* k, const S* v, Index B, I
         if (j0 + bk < k1) next_v = k + (head + j0 + bk) * d;
         else if (k0 + split < len) next_v = k + (head + k0 + split) * d;
       }
-      // one query row (multi_head, differential): ops::matvec, whose loop measured faster than the
-      // several-row kernel's single-row pass on data in cache (1k keys); a few rows (group_query's
-      // decode): every key row loaded once for all of them
-      if (rows == 1)
-        matvec(K, cols, d, Qg, Z);
-      else if (rows <= kRowKernelRows)
+      // a few query rows (decode): every key row loaded once for all of them
+      if (rows <= kRowKernelRows)
         matvec_rows(K, cols, d, Qg, rows, Z, cols, next_k);
       else
         kern.gemm(rows, cols, d, Qg, d, K, d, /*b_trans=*/true, Z, cols, /*accumulate=*/false, /*direct=*/true);
@@ -455,9 +451,7 @@ void cache_attention(const T* q, Index q_row, const S* k, const S* v, Index B, I
         if (alpha[r] != T(1))
           for (Index c = 0; c < d; ++c) O[r * d + c] *= alpha[r];
       const bool finite = !partial_block || std::isfinite(Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(V, cols * d).sum());
-      if (finite && rows == 1) {
-        vecmat_acc(Z, V, cols, d, d, O);
-      } else if (finite && rows <= kRowKernelRows) {
+      if (finite && rows <= kRowKernelRows) {
         vecmat_acc_rows(Z, cols, V, cols, d, rows, O, next_v);
       } else if (finite) {
         kern.gemm(rows, d, cols, Z, cols, V, d, /*b_trans=*/false, O, d, /*accumulate=*/true, /*direct=*/true);

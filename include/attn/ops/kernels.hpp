@@ -324,6 +324,9 @@ void vecmat_acc(const T* z, const T* V, Index cols, Index d, Index ld, T* o) {
 /// Single-threaded.
 template <class T>
 void matvec_rows(const T* K, Index cols, Index d, const T* Q, Index rows, T* Z, Index ldz, const T* next = nullptr) {
+  // one row: ops::matvec, whose loop measured faster than the several-row kernel's single-row pass
+  // on data in cache (1k keys)
+  if (rows == 1) return matvec(K, cols, d, Q, Z);
 #if ATTN_SIMD_DISPATCH
   if constexpr (std::is_same_v<T, float>) {
     if (simd() == Simd::avx512) return x86::avx512::matvec_rows(K, cols, d, Q, rows, Z, ldz, next);
@@ -342,6 +345,7 @@ void matvec_rows(const T* K, Index cols, Index d, const T* Q, Index rows, T* Z, 
 template <class T>
 void vecmat_acc_rows(const T* Z, Index ldz, const T* V, Index cols, Index d, Index rows, T* O,
                      const T* next = nullptr) {
+  if (rows == 1) return vecmat_acc(Z, V, cols, d, d, O);  // as matvec_rows
 #if ATTN_SIMD_DISPATCH
   if constexpr (std::is_same_v<T, float>) {
     if (simd() == Simd::avx512) return x86::avx512::vecmat_acc_rows(Z, ldz, V, cols, d, rows, O, next);
