@@ -196,7 +196,7 @@ TEMPLATE_LIST_TEST_CASE("config: config() rebuilds an equal configuration, save_
   else if (drawn)
     REQUIRE_FALSE(a == b);
   // save_model / load_model rebuild an equal layer: configuration and weights.
-  const auto dir = std::filesystem::temp_directory_path() / ("attn_limits_" + std::to_string(std::random_device{}()));
+  const auto dir = attn_test::temp_path("model");
   std::filesystem::create_directories(dir);
   attn::save_model(std::vector<attn::AnyLayer<float>>{a}, dir / "m.json", dir / "m.safetensors");
   const auto back = attn::load_model<float>(dir / "m.json", dir / "m.safetensors");

@@ -99,7 +99,7 @@ TEST_CASE("npy: reads every version, both float dtypes, and round-trips through 
   CHECK(z.size() == 0);
   CHECK(z.shape() == attn::Shape{0, 4});
   // a file round trip through write_npy, double values kept exactly as float64
-  const auto path = std::filesystem::temp_directory_path() / "attn_test_npy_roundtrip.npy";
+  const auto path = attn_test::temp_path("roundtrip.npy");
   attn::AnyTensor<double> t(attn::Shape{2, 1, 3}, {0.1, -2.5, 1e300, 4, 5, -0.0});
   attn::write_npy(path, t);
   const attn::AnyTensor<double> back = attn::read_npy<double>(path);

@@ -50,32 +50,6 @@ void require_io_error(const Bytes& bytes, const std::string& fragment) {
   FAIL("no IOError");
 }
 
-/// One directory per test process under the system's temp directory, removed with everything in it
-/// when the process exits (also after failed assertions, which skip a test's own clean-up).
-struct TempRoot {
-  std::filesystem::path dir;
-  TempRoot()
-      : dir(std::filesystem::temp_directory_path() /
-            ("attn_io_test_" + std::to_string(std::random_device{}()))) {
-    std::filesystem::create_directories(dir);
-  }
-  TempRoot(const TempRoot&) = delete;
-  TempRoot& operator=(const TempRoot&) = delete;
-  ~TempRoot() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
-};
-
-std::filesystem::path temp_path(const std::string& name) {
-  // unique per process and call: ctest runs test cases in parallel processes
-  static const TempRoot root;
-  static std::atomic<int> counter{0};
-  auto dir = root.dir / std::to_string(counter++);
-  std::filesystem::create_directories(dir);
-  return dir / name;
-}
-
 std::string message_of(const std::function<void()>& f) {
   try {
     f();

@@ -398,7 +398,7 @@ TEST_CASE("attention_block: load_weights round trip", "[attention_block]") {
     const auto a = attn::create_attention_layer<double>("attention_block", params, "block", 1);
     auto b = attn::create_attention_layer<double>("attention_block", params, "block", 2);
     REQUIRE_FALSE(a == b);
-    const auto path = std::filesystem::temp_directory_path() / fmt::format("attn_attention_block_{}.safetensors", type);
+    const auto path = attn_test::temp_path(fmt::format("{}.safetensors", type));
     attn::save_weights(a, path, "block");
     attn::load_weights(b, attn::SafeTensors::open(path), "block");
     std::filesystem::remove(path);

@@ -3,7 +3,9 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <random>
 #include <set>
+#include <string>
 
 #include <png.h>
 
@@ -98,7 +100,10 @@ TEST_CASE("text: glyphs are drawn, unknown characters as boxes, nothing outside 
 TEST_CASE("write_png: libpng reads back the size and pixels, an unwritable path is an IOError", "[plot]") {
   attn_cli::Image img(7, 3);
   img.set(2, 1, Rgb{10, 20, 30});
-  const auto path = (std::filesystem::temp_directory_path() / "attn_cli_plot_test.png").string();
+  // a name of its own: another run of the suite may be writing at the same time
+  const auto path =
+      (std::filesystem::temp_directory_path() / ("attn_cli_plot_" + std::to_string(std::random_device{}()) + ".png"))
+          .string();
   img.write_png(path);
   std::FILE* f = std::fopen(path.c_str(), "rb");
   REQUIRE(f != nullptr);
