@@ -93,7 +93,9 @@ TEMPLATE_TEST_CASE("conv2d: the tile kernels' blocks, panels and column chunks a
   // (kernel read in place) or a full block plus a short one (packed panels with zero columns), groups,
   // odd widths, strides and dilation with torch-same padding, and K = kh·kw·C_in/groups past the
   // 512 KiB chunk of weights at every SIMD level (2500 columns chunk the 6x4 tiles of AVX-512; 9360
-  // every tile), so partial sums wait in y and continue; outputs of fewer and more than 256 pixels. Oracle: the sum of the formula, in double.
+  // every tile), so partial sums wait in y and continue; outputs of fewer and more than 256 pixels; tiles
+  // whose taps fall in the padding for all their pixels, for the first or the last alone (skipped
+  // products), or for some. Oracle: the sum of the formula, in double.
   using T = TestType;
   ATTN_FOR_EACH_SIMD_LEVEL();
   struct Run {
@@ -111,6 +113,7 @@ TEMPLATE_TEST_CASE("conv2d: the tile kernels' blocks, panels and column chunks a
   const std::vector<Run> runs{{{2, 9, 11, 20}, {3, 3, 20, 64}, same},      // one block of 64, M = 198
                               {{2, 13, 12, 20}, {3, 3, 20, 70}, same},     // 64 + 6 channels, M = 312
                               {{1, 6, 7, 130}, {3, 3, 130, 32}, {}},       // C_in >= 128, one block of 32
+                              {{1, 4, 14, 130}, {3, 3, 130, 32}, same},    // tiles of 14 = output rows
                               {{1, 7, 6, 100}, {5, 5, 100, 70}, same},     // K = 2500, M = 42
                               {{1, 17, 16, 100}, {5, 5, 100, 70}, same},   // K = 2500, M = 272
                               {{2, 21, 13, 24}, {3, 3, 12, 34}, odd},      // groups, stride, dilation

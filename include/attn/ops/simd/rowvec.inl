@@ -4,19 +4,17 @@
 // defining Vec<T> and ATTN_KTARGET there. It is not a header of its own (no include guard, no
 // includes). Contract: ops::matvec and ops::vecmat_acc in ops/kernels.hpp.
 
-/// Rows ahead that these kernels ask for: they stream their matrix from DRAM once, and the hardware
-/// prefetchers alone left a third of the bandwidth unused (a KV cache's decode step, measured with
+/// Rows ahead that the one-row kernels (matvec, vecmat_acc) and the several-row decode kernels
+/// (matvec_rows, vecmat_acc_rows) ask for: they stream their matrix from DRAM once, and the hardware
+/// prefetchers alone left a third of the bandwidth unused (a KV cache's decode step,
 /// benchmarks/bench_decode.cpp). A multi_head decode step (one query row per head, E = 512, 8 heads,
 /// 1 thread) took 0.81-0.86 ms at 8k keys and 3.5-4.1 ms at 32k with 16 rows ahead, 0.71-0.81 and
-/// 3.2-3.7 ms with 32 (alternated runs). A prefetch past the end of the storage is harmless (it never
-/// faults).
-inline constexpr Index kPrefetchRows = 32;
-inline constexpr Index kLineFloats = 64 / sizeof(float);
-/// Rows ahead that the decode kernels (matvec_rows, vecmat_acc_rows) ask for: 32 rows of 64 floats
-/// are 8 KiB in flight. With 16 a group_query decode step at 32k keys took 1.1–1.2 ms, with 32
-/// 0.87–0.95 ms (64: no better; benchmarks/bench_decode.cpp). The widening of 16-bit storage asks
-/// for the same bytes ahead (twice the rows).
+/// 3.2-3.7 ms with 32 (alternated runs); a group_query step at 32k keys 1.1-1.2 ms with 16,
+/// 0.87-0.95 ms with 32 (64: no better). 32 rows of 64 floats are 8 KiB in flight. The widening of
+/// 16-bit storage asks for the same bytes ahead (twice the rows). A prefetch past the end of the
+/// storage is harmless (it never faults).
 inline constexpr Index kStreamAhead = 32;
+inline constexpr Index kLineFloats = 64 / sizeof(float);
 /// Asks for the cache line `rows` rows of stride d past p (address arithmetic only: no pointer is formed
 /// past the end of the storage).
 template <class S = float>
@@ -52,7 +50,7 @@ ATTN_KTARGET inline void matvec(const float* K, Index cols, Index d, const float
     const float* k2 = k1 + d;
     const float* k3 = k2 + d;
     P a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
-    for (Index e = 0; e < 4 * d; e += kLineFloats) prefetch(k0 + e, kPrefetchRows, d);
+    for (Index e = 0; e < 4 * d; e += kLineFloats) prefetch(k0 + e, kStreamAhead, d);
     for (Index e = 0; e < dv; e += W) {
       const P qe = V::load(q + e);
       a0 = V::fmadd(V::load(k0 + e), qe, a0);
@@ -96,7 +94,7 @@ ATTN_KTARGET inline void vecmat_acc(const float* z, const float* Vm, Index cols,
     P o0 = V::load(o + e0), o1 = V::load(o + e0 + W), o2 = V::load(o + e0 + 2 * W), o3 = V::load(o + e0 + 3 * W);
     for (Index c = 0; c < cols; ++c) {
       const float* v = Vm + c * ld + e0;
-      for (Index e = 0; e < 4 * W; e += kLineFloats) prefetch(v + e, kPrefetchRows, ld);
+      for (Index e = 0; e < 4 * W; e += kLineFloats) prefetch(v + e, kStreamAhead, ld);
       const P zc = V::set1(z[c]);
       o0 = V::fmadd(zc, V::load(v), o0);
       o1 = V::fmadd(zc, V::load(v + W), o1);
