@@ -43,16 +43,16 @@
 /// of `mult`× the input). Tiles and rows are tasks on attn's pool (core/parallel.hpp); a task computes the
 /// same values on any thread, so results are bit-identical for every thread count.
 ///
-/// Speed: `WHAT=conv bash benchmarks/compare.sh` prints attn against libtorch 1.13's conv2d (oneDNN) and
-/// attn's GEMM of the same size (benchmarks/bench_conv.cpp), alternating the two in REPS rounds. On a
-/// shared 2-core AVX-512 host (Zen 5; a loop of independent fused multiply-adds peaks at 270-285
-/// GFLOP/s fp32 per core, with the clock), B = 8, one thread, CPU time (CLOCK=cpu, best of 5 rounds,
-/// load averages of 4-5 from other jobs), the dense tile kernels run conv 3x3 56x56x64→64 and
-/// 14x14x256→256 at 262-276 GFLOP/s, that peak, against 200-255 GFLOP/s for attn's GEMM of the same
-/// size; libtorch / attn is 1.00-1.03x and 0.96-1.01x (it was 0.93-0.96x and 0.89-0.94x before the
-/// weight panels). The depthwise 7x7 at 56x56x96 runs at 118-135 GFLOP/s, 0.99-1.11x of libtorch.
-/// Wall-clock ratios under that load move by ±20% from run to run. At two threads attn is 2-4x faster
-/// on that host (libtorch's threads fight the shared cores).
+/// Speed: `REPS=5 WHAT=conv bash benchmarks/compare.sh` prints attn against libtorch 1.13's conv2d
+/// (oneDNN) and attn's GEMM of the same size (benchmarks/bench_conv.cpp), alternating the two in REPS
+/// rounds and keeping the best. On a 2-core AVX-512 host (Zen 5; a loop of independent fused
+/// multiply-adds peaks at 270-285 GFLOP/s fp32 per core, with the clock), idle but for the benchmark,
+/// B = 8, eight runs: conv 3x3 56x56x64→64 at 1 thread 262-272 GFLOP/s, libtorch / attn 0.99-1.04x; at
+/// 14x14x256→256 292-303 GFLOP/s (counting the padding's products, which both skip), 1.00-1.04x; the
+/// depthwise 7x7 at 56x56x96 125-132 GFLOP/s, 1.00-1.05x. attn's GEMM of the same size reaches 205-250
+/// GFLOP/s. Two threads: 1.21-1.30x, 1.23-1.47x and 1.00-1.12x, except 0.97-1.01x (56x56) and 0.99x
+/// (14x14) in runs where libtorch's two-thread time was at its best (it moves between 3.3 and 4.8 ms
+/// from run to run, attn's within 2%).
 ///
 /// Errors: ShapeError for a non-rank-4 input or kernel, a kernel whose input channels do not match, a
 /// bias of the wrong length, or a kernel larger than the padded image; ConfigError for strides or
