@@ -6,6 +6,8 @@
 
 #include <bit>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <typeinfo>
@@ -371,6 +373,86 @@ std::vector<Case> catalogue() {
                  attn::SafeTensorsWriter w;
                  (void)attn::load_model<float>(Json::object({{"type", "channel"}}),
                                                attn::SafeTensors::from_bytes(w.bytes(), "x"));
+               }});
+  // sizes whose products overflow a 64-bit index: an error before anything is allocated or read
+  namespace ops = attn::ops;
+  constexpr Index big = Index(1) << 32, huge = Index(1) << 62;
+  c.push_back({"AnyTensor whose element count overflows", Kind::shape, {"AnyTensor", "overflows"}, [] {
+                 (void)attn::AnyTensor<float>(attn::Shape{(Index(1) << 61) + 1, 1, 8}, std::vector<float>(8, 0.5f));
+               }});
+  c.push_back({"conv2d: explicit padding overflowing the output", Kind::shape, {"conv2d", "output", "64-bit"}, [] {
+                 ops::Conv2dOptions o;
+                 o.padding = ops::Padding2d::explicit_pads(2147483647, 2147483647, 2147483647, 2147483647);
+                 (void)ops::conv2d_geometry({1, 2, 2, 1}, {1, 1, 1, 1}, o);
+               }});
+  c.push_back({"conv2d: padding past 2^62", Kind::config, {"conv2d", "padding", "too large"}, [] {
+                 ops::Conv2dOptions o;
+                 o.padding = ops::Padding2d::explicit_pads(huge, huge, 0, 0);
+                 (void)ops::conv2d_geometry({1, 2, 2, 1}, {1, 1, 1, 1}, o);
+               }});
+  c.push_back({"conv2d: dilation past 2^62", Kind::config, {"conv2d", "dilation_rate", "too large"}, [] {
+                 ops::Conv2dOptions o;
+                 o.dilation_rate = {huge, 1};
+                 (void)ops::conv2d_geometry({1, 2, 2, 1}, {3, 1, 1, 1}, o);
+               }});
+  c.push_back({"conv2d: 'same' with a stride near 2^63", Kind::config, {"conv2d", "strides", "too large"}, [] {
+                 ops::Conv2dOptions o;
+                 o.padding = ops::Padding2d::same();
+                 o.strides = {std::numeric_limits<Index>::max(), 1};
+                 (void)ops::conv2d_geometry({1, 2, 2, 1}, {1, 1, 1, 1}, o);
+               }});
+  c.push_back({"extract_patches: k·k·C overflows", Kind::shape, {"extract_patches", "output"}, [] {
+                 const attn::Tensor<float, 4> x(1, 2, 2, 1);
+                 (void)ops::extract_patches<float>(x, (Index(1) << 61) + 1, 1);
+               }});
+  c.push_back({"fold_patches: k·k overflows", Kind::shape, {"fold_patches", "k·k·C"}, [] {
+                 const attn::Tensor<float, 4> p(1, 1, 1, 4);
+                 (void)ops::fold_patches<float>(p, big, 1, 1, 0);
+               }});
+  c.push_back({"window_reverse: a window grid that overflows", Kind::shape, {"window_reverse", "window grids"}, [] {
+                 const attn::Tensor<float, 4> w(1, 1, 1, 1);
+                 (void)ops::window_reverse<float>(w, big, big);
+               }});
+  c.push_back({"resize_nearest: an output that overflows", Kind::shape, {"resize_nearest", "output"}, [] {
+                 attn::Tensor<float, 4> x(1, 2, 2, 4);
+                 x.setZero();
+                 (void)ops::resize_nearest<float>(x, big, Index(1) << 30);
+               }});
+  c.push_back({"shifted_window_mask above the allocation limit", Kind::config, {"window_size", "allocation limit"}, [] {
+                 (void)ops::shifted_window_mask<float>(Index(1) << 20, Index(1) << 20, 1 << 10, 1 << 10, 0, 0);
+               }});
+  c.push_back({"load_resized_weights: a source shape that overflows", Kind::shape,
+               {"positional_embedding", "load_resized_weights", "overflows"}, [] {
+                 attn::PositionalEmbedding<float> l({.input_shape = {4, 5, 8}});
+                 const std::vector<float> v(8, 0.0f);
+                 l.load_resized_weights(v, attn::Shape{1, (Index(1) << 61) + 1, 1, 8});
+               }});
+  // integers past 2^63 are unsigned in JSON: they must not wrap to negative numbers (-1 is legal here)
+  c.push_back({"2^64 - 1 for a parameter where -1 means 'as the input'", Kind::config,
+               {"output_channels", "18446744073709551615"}, [] {
+                 (void)attn::create_attention_layer<float>(
+                     "non_local",
+                     {{"attention_channels", 4}, {"output_channels", std::numeric_limits<std::uint64_t>::max()}});
+               }});
+  // a weight width that is a product of parameters: named by the largest (it was an int overflow that
+  // printed a negative shape and blamed input_shape)
+  c.push_back({"attn_ratio 2^31 - 1", Kind::config,
+               {"parameter 'attn_ratio' (2147483647)", "[16, 34359738368]", "allocation limit"}, [] {
+                 (void)attn::create_attention_layer<float>(
+                     "mhsa_with_multi_head_position_and_strides",
+                     {{"input_shape", {4, 4, 16}}, {"num_heads", 2}, {"attn_ratio", 2147483647}});
+               }});
+  // a model config file: a key twice, a directory
+  c.push_back({"model config with a key twice", Kind::io, {"model config", "'embed_dim' appears twice"}, [] {
+                 const auto path = temp_path("twice.json");
+                 std::ofstream(path) << R"({"format": "attn.model", "version": 1, "layers": [{"type": "multi_head",
+                     "embed_dim": 6, "embed_dim": 8, "num_heads": 2}]})";
+                 (void)attn::detail::read_json_file(path);
+               }});
+  c.push_back({"model config that is a directory", Kind::io, {"model config", "is a directory"}, [] {
+                 const auto dir = temp_path("dir");
+                 std::filesystem::create_directories(dir);
+                 (void)attn::detail::read_json_file(dir);
                }});
   return c;
 }

@@ -4,6 +4,7 @@
 // and the compile-time checks of a table. The config is defined here and not registered.
 #include "support.hpp"
 
+#include <limits>
 #include <optional>
 #include <string_view>
 
@@ -343,6 +344,12 @@ TEST_CASE("param: bounds, open and closed, min and max, in the row's wording", "
   c = parsed(minimal);
   c.rate = std::nan("");
   REQUIRE(cpp_msg(c) == "rate must be a number, got nan");
+  // infinities too (config() would write them as null, which no config reads back)
+  c.rate = std::numeric_limits<double>::infinity();
+  REQUIRE(cpp_msg(c) == "rate must be a finite number, got inf");
+  c = parsed(minimal);
+  c.temperature = -std::numeric_limits<double>::infinity();  // below its only bound, < 100
+  REQUIRE(cpp_msg(c) == "temperature must be a finite number, got -inf");
   c = parsed(minimal);
   c.init = "bogus";
   REQUIRE_THAT(cpp_msg(c), Catch::StartsWith("Parameter 'init' must be one of ['glorot_uniform'"));

@@ -87,6 +87,9 @@ TEST_CASE("conv_positional_encoding: validation and shape errors", "[conv_positi
                       "conv_positional_encoding: x must hold a class token and then H*W image tokens (H = "
                       "input_height = 3); its 10 image tokens do not form a grid of height 3");
   REQUIRE_THROWS_AS(layer.forward(random_tensor<double, 3>({2, 1, 4}, 1)), attn::ShapeError);
+  REQUIRE_THROWS_WITH(layer.forward(random_tensor<double, 3>({2, 0, 4}, 1)),
+                      "conv_positional_encoding: x must hold a class token and then H*W image tokens; it holds no "
+                      "token");
   REQUIRE_THROWS_AS(layer.forward(random_tensor<double, 3>({2, 10, 5}, 1)), attn::ShapeError);
   const CPE square({.channels = 4});
   REQUIRE_THROWS_WITH(square.forward(random_tensor<double, 3>({2, 8, 4}, 1)),

@@ -3,6 +3,10 @@
 // the early exit, masks, messages, shape errors, threads and golden data from PyTorch operators.
 #include <attn/layers/hopfield.hpp>
 
+#include <chrono>
+#include <cmath>
+#include <limits>
+
 #include "support.hpp"
 #include "support/golden.hpp"
 
@@ -250,6 +254,17 @@ TEST_CASE("hopfield: logits of magnitude 1e4 stay finite", "[hopfield]") {
   REQUIRE(all_finite(yf.data(), yf.size()));
   const auto y = oracle(ld, x, x, x).first;
   ATTN_REQUIRE_CLOSE(yf, y, 1e-3, 1e-1);
+}
+
+TEST_CASE("hopfield: a NaN input ends the update steps at once (the change is NaN)", "[hopfield]") {
+  // update_steps_max 2^31 - 1: without the stop the loop runs every step (about 70 minutes here)
+  attn::HopfieldAttention<float> l({.num_heads = 2, .key_dim = 4, .update_steps_max = 2147483647}, 2);
+  attn::Tensor<float, 3> x = random_tensor<double, 3>({1, 5, 8}, 6).cast<float>();
+  x(0, 2, 3) = std::numeric_limits<float>::quiet_NaN();
+  const auto start = std::chrono::steady_clock::now();
+  const auto y = l.forward(x);
+  REQUIRE(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < 10.0);
+  REQUIRE(std::isnan(y(0, 0, 0)));
 }
 
 TEST_CASE("hopfield: bad shapes give ShapeErrors naming the layer", "[hopfield]") {

@@ -262,7 +262,8 @@ TEST_CASE("window: bad shapes give ShapeErrors naming the layer", "[window]") {
   REQUIRE_THROWS_WITH(layer.forward_map(random_tensor<double, 4>({1, 0, 4, 8}, 1)),
                       "window: forward_map input must have shape [batch, height >= 1, width >= 1, 8], got [1, 0, 4, 8]");
   REQUIRE_THROWS_WITH(WA({.dim = 8, .window_size = 1 << 20, .num_heads = 2}),
-                      Catch::StartsWith("window: parameter 'window_size' (1048576): the relative-position index need "));
+                      Catch::StartsWith("window: parameter 'window_size' (1048576): the relative-position index "
+                                        "would take "));
   WA tampered = layer;
   tampered.parameters()[4].shape = {8, 2};
   REQUIRE_THROWS_AS(tampered.forward(x), attn::WeightsError);

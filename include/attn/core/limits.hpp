@@ -55,19 +55,6 @@ inline void set_allocation_limit(std::size_t bytes) noexcept {
   detail::allocation_limit_setting().store(bytes, std::memory_order_relaxed);
 }
 
-/// The number of elements of `shape`, or nothing when an extent is negative or a partial product
-/// overflows Index (every partial product is checked, whatever a zero extent elsewhere makes of the
-/// total).
-[[nodiscard]] inline std::optional<Index> checked_shape_size(const Shape& shape) noexcept {
-  Index n = 1;
-  for (Index e : shape) {
-    if (e < 0) return std::nullopt;
-    if (e != 0 && n > std::numeric_limits<Index>::max() / e) return std::nullopt;
-    n *= e;
-  }
-  return n;
-}
-
 /// `count · elem_size` in bytes, or nothing on overflow (or a negative count).
 [[nodiscard]] inline std::optional<std::size_t> checked_bytes(Index count, std::size_t elem_size) noexcept {
   if (count < 0) return std::nullopt;
@@ -88,7 +75,7 @@ inline void check_allocation(std::string_view what, std::optional<Index> count, 
                              std::string type = {}, std::string parameter = {}) {
   const std::optional<std::size_t> bytes = count ? checked_bytes(*count, elem_size) : std::nullopt;
   if (bytes && *bytes <= allocation_limit()) return;
-  throw ConfigError(fmt::format("{} need {}, above the allocation limit of {} (attn::set_allocation_limit "
+  throw ConfigError(fmt::format("{} would take {}, above the allocation limit of {} (attn::set_allocation_limit "
                                 "raises it)",
                                 what, bytes_str(bytes), bytes_str(allocation_limit())),
                     std::move(type), std::move(parameter));

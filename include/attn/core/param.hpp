@@ -126,13 +126,14 @@ constexpr Limit at_least(double v) noexcept { return {v, false}; }     ///< x >=
 constexpr Limit less_than(double v) noexcept { return {v, true}; }     ///< x < v
 constexpr Limit at_most(double v) noexcept { return {v, false}; }      ///< x <= v
 
-/// The numeric range of a field (each number of the value); no bound: any number but NaN.
+/// The numeric range of a field (each number of the value); no bound: any finite number (JSON has no
+/// NaN or infinity; from C++ both are refused, and config() could not write them).
 struct Range {
   std::optional<Limit> min{};
   std::optional<Limit> max{};
   [[nodiscard]] constexpr bool bounded() const noexcept { return min.has_value() || max.has_value(); }
   [[nodiscard]] constexpr bool holds(double v) const noexcept {
-    if (v != v) return false;  // NaN (std::isnan is not constexpr)
+    if (v - v != 0) return false;  // NaN or ±inf (std::isfinite is not constexpr)
     if (min && (min->open ? !(v > min->value) : !(v >= min->value))) return false;
     if (max && (max->open ? !(v < max->value) : !(v <= max->value))) return false;
     return true;
@@ -356,15 +357,17 @@ std::string did_you_mean(std::string_view word, const Range_& candidates) {
 
 /// Reads a JSON integer that fits an int.
 inline bool read_int(const Json& v, int& out) {
-  if (v.is_number_integer()) {
-    const auto x = v.get<std::int64_t>();
-    if (x < std::numeric_limits<int>::min() || x > std::numeric_limits<int>::max()) return false;
-    out = static_cast<int>(x);
-    return true;
-  }
+  // unsigned first: is_number_integer() is true for JSON's unsigned integers too, and reading one
+  // above 2^63 as int64 would wrap it (18446744073709551615 would read as -1)
   if (v.is_number_unsigned()) {
     const auto x = v.get<std::uint64_t>();
     if (x > static_cast<std::uint64_t>(std::numeric_limits<int>::max())) return false;
+    out = static_cast<int>(x);
+    return true;
+  }
+  if (v.is_number_integer()) {
+    const auto x = v.get<std::int64_t>();
+    if (x < std::numeric_limits<int>::min() || x > std::numeric_limits<int>::max()) return false;
     out = static_cast<int>(x);
     return true;
   }
@@ -541,7 +544,7 @@ struct ParamTraits<int> {
   }
 };
 
-/// double: any JSON number; range (NaN, from C++, is reported).
+/// double: any JSON number; range (NaN and ±inf, from C++, are reported).
 template <>
 struct ParamTraits<double> {
   static constexpr std::string_view plural = "numbers";
@@ -555,6 +558,7 @@ struct ParamTraits<double> {
   static Json to_json(const double& v, const FieldSpec& /*f*/) { return v; }
   static void check(const double& v, const FieldSpec& f, const ParamContext& ctx) {
     if (v != v) ctx.add(fmt::format("{} must be a number, got nan", ctx.path));
+    else if (v - v != 0) ctx.add(fmt::format("{} must be a finite number, got {}", ctx.path, detail::py_float(v)));
     else if (!f.range.holds(v)) ctx.add_rule(f, detail::range_phrase(f.range), detail::py_float(v));
   }
   static constexpr bool valid(const double& v, const FieldSpec& f) { return f.range.holds(v); }

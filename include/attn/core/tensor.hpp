@@ -6,7 +6,9 @@
 #include <array>
 #include <cstddef>
 #include <functional>
+#include <limits>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -52,6 +54,44 @@ inline Index shape_size(const Shape& s) {
   return std::accumulate(s.begin(), s.end(), Index{1}, std::multiplies<>());
 }
 
+/// The number of elements of `shape`, or nothing when an extent is negative or a partial product
+/// overflows Index (every partial product is checked, whatever a zero extent elsewhere makes of the
+/// total).
+[[nodiscard]] inline std::optional<Index> checked_shape_size(const Shape& shape) noexcept {
+  Index n = 1;
+  for (Index e : shape) {
+    if (e < 0) return std::nullopt;
+    if (e != 0 && n > std::numeric_limits<Index>::max() / e) return std::nullopt;
+    n *= e;
+  }
+  return n;
+}
+
+/// a·b and a + b for non-negative extents, or nothing when the result overflows Index.
+[[nodiscard]] inline std::optional<Index> checked_mul(Index a, Index b) noexcept {
+  Index r = 0;
+  if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r)) return std::nullopt;
+  return r;
+}
+[[nodiscard]] inline std::optional<Index> checked_add(Index a, Index b) noexcept {
+  Index r = 0;
+  if (a < 0 || b < 0 || __builtin_add_overflow(a, b, &r)) return std::nullopt;
+  return r;
+}
+
+/// A tensor (uninitialised, as Eigen's) of extents `dims` (none negative), or ShapeError "<layer>: the
+/// <what> [..] has more elements than a 64-bit index counts" before anything is allocated: the output of
+/// an op whose extents come from arguments.
+template <class T, class... I>
+[[nodiscard]] Tensor<T, static_cast<int>(sizeof...(I))> checked_tensor(std::string_view layer, std::string_view what,
+                                                                      I... dims) {
+  const Shape s{static_cast<Index>(dims)...};
+  if (!checked_shape_size(s))
+    throw ShapeError(fmt::format("{}: the {} {} has more elements than a 64-bit index counts", layer, what,
+                                 shape_str(s)));
+  return Tensor<T, static_cast<int>(sizeof...(I))>(static_cast<Index>(dims)...);
+}
+
 /// The shape of any Eigen tensor expression with known rank.
 template <class TensorLike>
 Shape shape_of(const TensorLike& t) {
@@ -83,9 +123,10 @@ public:
   AnyTensor() = default;
   explicit AnyTensor(Shape shape) : shape_(std::move(shape)), data_(checked_size(shape_), T(0)) {}
   AnyTensor(Shape shape, std::vector<T> data) : shape_(std::move(shape)), data_(std::move(data)) {
-    if (static_cast<Index>(data_.size()) != checked_size(shape_))
-      throw ShapeError(fmt::format("AnyTensor: shape {} needs {} values, got {}", shape_str(shape_),
-                                   shape_size(shape_), data_.size()));
+    const Index n = checked_size(shape_);
+    if (static_cast<Index>(data_.size()) != n)
+      throw ShapeError(
+          fmt::format("AnyTensor: shape {} needs {} values, got {}", shape_str(shape_), n, data_.size()));
   }
   template <int R>
   AnyTensor(const Tensor<T, R>& t)  // NOLINT(google-explicit-constructor): a tensor is an AnyTensor
@@ -123,7 +164,11 @@ private:
   static Index checked_size(const Shape& s) {
     for (Index e : s)
       if (e < 0) throw ShapeError(fmt::format("AnyTensor: negative extent in shape {}", shape_str(s)));
-    return shape_size(s);
+    const std::optional<Index> n = checked_shape_size(s);
+    if (!n)
+      throw ShapeError(
+          fmt::format("AnyTensor: the element count of shape {} overflows a 64-bit index", shape_str(s)));
+    return *n;
   }
   template <int R>
   void check_rank(std::string_view what) const {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -21,6 +22,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
 #include <fmt/format.h>
@@ -28,6 +30,7 @@
 #include "attn/core/error.hpp"
 #include "attn/core/param.hpp"
 #include "attn/factory.hpp"
+#include "attn/io/json_text.hpp"
 #include "attn/io/safetensors.hpp"
 #include "attn/io/weights.hpp"
 
@@ -51,15 +54,37 @@ std::vector<std::string> model_prefixes(std::span<const AnyLayer<T>> layers) {
   return out;
 }
 
+/// The largest config file read (bytes): a model config is a few KiB; this bounds a wrong path
+/// (a device, a weights file) before it is read into memory.
+inline constexpr std::uintmax_t max_config_bytes = std::uintmax_t(64) << 20;
+
+/// A JSON config file (a model config, the CLI's list files): IOError naming the file when it is not a
+/// regular file, is larger than max_config_bytes, cannot be read, is not JSON, holds a key twice in one
+/// object or nests deeper than 64 levels.
 inline Json read_json_file(const std::filesystem::path& path) {
+  const auto fail = [&](std::string_view what) {
+    return IOError(fmt::format("model config '{}': {}", path.string(), what));
+  };
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(status)) throw fail("cannot open the file for reading");
+  if (std::filesystem::is_directory(status)) throw fail("is a directory, not a file");
+  if (!std::filesystem::is_regular_file(status)) throw fail("is not a regular file");
+  const std::uintmax_t size = std::filesystem::file_size(path, ec);
+  if (ec) throw fail("cannot open the file for reading");
+  if (size > max_config_bytes)
+    throw fail(fmt::format("is {} bytes, more than a config can be ({} bytes)", size, max_config_bytes));
   std::ifstream in(path);
-  if (!in) throw IOError(fmt::format("model config '{}': cannot open the file for reading", path.string()));
+  if (!in) throw fail("cannot open the file for reading");
   std::stringstream ss;
   ss << in.rdbuf();
   try {
-    return Json::parse(ss.str());
+    return parse_json_strict<Json>(
+        ss.str(), 64,
+        [&](const std::string& k) { throw fail(fmt::format("the key '{}' appears twice in one object", k)); },
+        [&] { throw fail("nests deeper than 64 levels"); });
   } catch (const nlohmann::json::exception& e) {
-    throw IOError(fmt::format("model config '{}': not valid JSON ({})", path.string(), e.what()));
+    throw fail(fmt::format("not valid JSON ({})", e.what()));
   }
 }
 

@@ -53,6 +53,7 @@
 
 #include "attn/core/error.hpp"
 #include "attn/core/tensor.hpp"
+#include "attn/io/json_text.hpp"
 
 namespace attn {
 
@@ -396,22 +397,11 @@ private:
 
   /// Parses the header JSON, rejecting duplicate keys at any depth (nlohmann keeps the last one).
   [[nodiscard]] Header parse_json(const char* first, const char* last) const {
-    std::vector<std::set<std::string, std::less<>>> keys;  // the keys seen in each open object
-    auto cb = [&](int depth, nlohmann::json::parse_event_t event, Header& parsed) -> bool {
-      using E = nlohmann::json::parse_event_t;
-      if (depth > 3) throw error("header nests deeper than a safetensors header can");
-      if (event == E::object_start) {
-        keys.emplace_back();
-      } else if (event == E::object_end) {
-        if (!keys.empty()) keys.pop_back();
-      } else if (event == E::key && !keys.empty()) {
-        const auto& k = parsed.get_ref<const std::string&>();
-        if (!keys.back().insert(k).second) throw error(fmt::format("duplicate name '{}' in the header", k));
-      }
-      return true;
-    };
     try {
-      return Header::parse(first, last, cb);
+      return detail::parse_json_strict<Header>(
+          std::string_view(first, static_cast<std::size_t>(last - first)), 3,
+          [&](const std::string& k) { throw error(fmt::format("duplicate name '{}' in the header", k)); },
+          [&] { throw error("header nests deeper than a safetensors header can"); });
     } catch (const nlohmann::json::exception& e) {
       throw IOError(fmt::format("safetensors '{}': header is not valid JSON ({})", origin_, e.what()));
     }

@@ -21,13 +21,15 @@
 ///   Q0 = split(q·Wq + bq), K = split(k·Wk + bk), V = split(v·Wv + bv); with normalize_patterns
 ///   Q0 = LN(Q0), K = LN(K).  ξ = Q0, n = 0
 ///   loop:  P = softmax(ξ Kᵀ/√d_k, masked);  O = P V
-///          stop if update_steps_max = 0, or (n > 0 and ‖P − P_prev‖_F < update_steps_eps), or
+///          stop if update_steps_max = 0, or (n > 0 and ‖P − P_prev‖_F < update_steps_eps or is NaN), or
 ///          n = update_steps_max;  P_prev = P;  n = n + 1;  ξ = P K
 ///   y = merge(O)·Wo + bo
 /// so the attention runs at most update_steps_max + 1 times, and update_steps_max = 0 is ordinary
 /// multi-head attention. Every step goes through the attention core; with update steps the core also
 /// writes the item's `[h, T, S]` probabilities, which the convergence test and ξ = P K need (the only
-/// T × S memory, one batch item at a time). Without update steps nothing T × S is held.
+/// T × S memory, one batch item at a time). Without update steps nothing T × S is held. A NaN in the
+/// input makes P NaN and the change NaN: the loop stops there (the reference would run all
+/// update_steps_max steps on NaN), the output is NaN either way.
 ///
 /// Errors: ConfigError with the reference's messages (`Parameter 'num_heads' must be positive, got 0`,
 /// `key_dim must be positive, got 0`, `update_steps_max must be non-negative, got -1`,
@@ -286,7 +288,8 @@ private:
               const double dlt = static_cast<double>(p[i]) - static_cast<double>(p_prev[i]);
               sq += dlt * dlt;
             }
-            if (std::sqrt(sq) < config_.update_steps_eps) break;
+            // converged, or NaN (a NaN in the input): more steps would keep the NaN, so they stop too
+            if (!(std::sqrt(sq) >= config_.update_steps_eps)) break;
           }
           if (n >= config_.update_steps_max) break;
           std::swap(p, p_prev);

@@ -112,8 +112,8 @@ struct MhsaWithMultiHeadPositionConfig {
   [[nodiscard]] Index width() const { return input_shape[1]; }
   [[nodiscard]] Index channels() const { return input_shape[2]; }
   [[nodiscard]] Index head_dim() const { return key_dim > 0 ? key_dim : channels() / num_heads; }
-  [[nodiscard]] Index qkv_width() const { return (attn_ratio + 2) * num_heads * head_dim(); }
-  [[nodiscard]] Index value_width() const { return attn_ratio * num_heads * head_dim(); }
+  [[nodiscard]] Index qkv_width() const { return (Index(attn_ratio) + 2) * num_heads * head_dim(); }
+  [[nodiscard]] Index value_width() const { return Index(attn_ratio) * num_heads * head_dim(); }
   [[nodiscard]] Index out_channels() const { return output_dim > 0 ? output_dim : channels(); }
   [[nodiscard]] MultiHeadPositionalEmbeddingConfig position_config() const {
     const Index n = height() * width();

@@ -114,7 +114,7 @@ struct MhsaWithMultiHeadPositionAndStridesConfig {
   [[nodiscard]] Index query_height() const { return (height() + strides - 1) / strides; }
   [[nodiscard]] Index query_width() const { return (width() + strides - 1) / strides; }
   [[nodiscard]] Index head_dim() const { return key_dim > 0 ? key_dim : channels() / num_heads; }
-  [[nodiscard]] Index value_width() const { return attn_ratio * num_heads * head_dim(); }
+  [[nodiscard]] Index value_width() const { return Index(attn_ratio) * num_heads * head_dim(); }
   [[nodiscard]] Index out_channels() const { return output_dim > 0 ? output_dim : channels(); }
   [[nodiscard]] MultiHeadPositionalEmbeddingConfig position_config() const {
     return {.input_shape = {num_heads, static_cast<int>(query_height() * query_width()),
@@ -197,7 +197,7 @@ private:
 
   void add_weights(WeightSet<T>& w, std::uint64_t seed) {
     const Index C = config_.channels(), n = config_.height() * config_.width(), hd = config_.num_heads * config_.head_dim();
-    const Index kvw = (config_.attn_ratio + 1) * hd, vw = config_.value_width(), O = config_.out_channels();
+    const Index kvw = (Index(config_.attn_ratio) + 1) * hd, vw = config_.value_width(), O = config_.out_channels();
     Slots s;
     s.q_kernel = w.add("q/kernel", {C, hd}, "glorot_uniform", seed);
     if (config_.qkv_bias) s.q_bias = w.add("q/bias", {hd}, "zeros", seed);

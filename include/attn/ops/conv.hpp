@@ -392,8 +392,10 @@ inline Geometry2d conv2d_geometry(const Shape& x_shape, const Shape& kernel_shap
                                  "got {}",
                                  layer, kernel_shape[0], kernel_shape[1], cin / o.groups, cout, cin, o.groups,
                                  shape_str(kernel_shape)));
-  return window_geometry(layer, x_shape[1], x_shape[2], kernel_shape[0], kernel_shape[1], o.strides,
-                         o.dilation_rate, o.padding);
+  const Geometry2d g = window_geometry(layer, x_shape[1], x_shape[2], kernel_shape[0], kernel_shape[1], o.strides,
+                                       o.dilation_rate, o.padding);
+  check_output(layer, x_shape[0], g, cout);
+  return g;
 }
 
 /// Depthwise convolution on raw row-major data (shapes as in the file comment); y must hold
@@ -407,11 +409,12 @@ Geometry2d depthwise_conv2d(const T* x, const Shape& x_shape, const T* kernel, c
     throw ShapeError(fmt::format("{}: kernel must have shape [kh, kw, {}, depth_multiplier] (input channels {}), "
                                  "got {}",
                                  layer, x_shape[3], x_shape[3], shape_str(kernel_shape)));
-  const Index B = x_shape[0], C = x_shape[3], mult = kernel_shape[3], co = C * mult;
-  if (bias != nullptr && bias_size != co)
-    throw ShapeError(fmt::format("{}: bias must have shape [{}], got [{}]", layer, co, bias_size));
+  const Index B = x_shape[0], C = x_shape[3], mult = kernel_shape[3], co = checked_mul(C, mult).value_or(-1);
   const Geometry2d g = window_geometry(layer, x_shape[1], x_shape[2], kernel_shape[0], kernel_shape[1], o.strides,
                                        o.dilation_rate, o.padding);
+  check_output(layer, B, g, co);
+  if (bias != nullptr && bias_size != co)
+    throw ShapeError(fmt::format("{}: bias must have shape [{}], got [{}]", layer, co, bias_size));
   if (B == 0 || co == 0) return g;
   if (mult == 1) {
     detail::depthwise_run(x, B, C, g, kernel, bias, y);
@@ -509,7 +512,9 @@ Tensor<T, 4> depthwise_conv2d(const X& x, const K& kernel, const T* bias, Index 
   if (ks.size() != 4)
     throw ShapeError(fmt::format("{}: kernel must have rank 4, got {}", layer, shape_str(ks)));
   const Geometry2d g = window_geometry(layer, xs[1], xs[2], ks[0], ks[1], o.strides, o.dilation_rate, o.padding);
-  Tensor<T, 4> y(xs[0], g.out_h, g.out_w, xs[3] * ks[3]);
+  const Index co = checked_mul(xs[3], ks[3]).value_or(-1);
+  check_output(layer, xs[0], g, co);
+  Tensor<T, 4> y(xs[0], g.out_h, g.out_w, co);
   depthwise_conv2d<T>(x.data(), xs, kernel.data(), ks, bias, bias_size, y.data(), o);
   return y;
 }

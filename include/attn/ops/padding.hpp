@@ -17,7 +17,10 @@
 /// ShapeError when the dilated kernel is larger than the padded image.
 #pragma once
 
+#include <algorithm>
 #include <array>
+#include <optional>
+#include <string>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -90,13 +93,30 @@ inline Geometry2d window_geometry(std::string_view layer, Index in_h, Index in_w
   g.sw = strides[1];
   g.dh = dilation[0];
   g.dw = dilation[1];
-  const Index eh = g.dh * (kh - 1) + 1, ew = g.dw * (kw - 1) + 1;  // effective (dilated) extents
+  if (in_h < 0 || in_w < 0)
+    throw ShapeError(fmt::format("{}: the input extents must be non-negative, got {}x{}", layer, in_h, in_w));
+  // Every sum and product below in range of Index, else a ConfigError naming the parameter that is
+  // too large: an overflow would make a wrong geometry, not an error.
+  const auto too_large = [&](std::string_view parameter, std::string_view what) {
+    return ConfigError(fmt::format("{}: {} is too large: {} overflows a 64-bit index (input {}x{}, kernel {}x{}, "
+                                   "strides [{}, {}], dilation_rate [{}, {}], padding {})",
+                                   layer, parameter, what, in_h, in_w, kh, kw, strides[0], strides[1], dilation[0],
+                                   dilation[1], padding_str(padding)),
+                       std::string(layer), std::string(parameter));
+  };
+  const auto dilated = [&](Index d, Index k) {  // d·(k − 1) + 1
+    const std::optional<Index> e = checked_mul(d, k - 1);
+    if (!e) throw too_large("dilation_rate", "the dilated kernel extent");
+    return *e + 1;
+  };
+  const Index eh = dilated(g.dh, kh), ew = dilated(g.dw, kw);  // effective (dilated) extents
   switch (padding.mode) {
     case Padding2d::Mode::valid: break;
     case Padding2d::Mode::same: {
-      const auto split = [](Index n, Index e, Index s, Index& before, Index& after) {
-        const Index out = (n + s - 1) / s;
-        const Index total = std::max<Index>((out - 1) * s + e - n, 0);
+      const auto split = [&](Index n, Index e, Index s, Index& before, Index& after) {
+        if (!checked_add(n, s)) throw too_large("strides", "input extent + stride");
+        const Index out = (n + s - 1) / s;  // (out − 1)·s < n: no overflow below
+        const Index total = std::max<Index>((out - 1) * s - n + e, 0);
         before = total / 2;
         after = total - before;
       };
@@ -118,7 +138,13 @@ inline Geometry2d window_geometry(std::string_view layer, Index in_h, Index in_w
       g.right = padding.right;
       break;
   }
-  const Index ph = in_h + g.top + g.bottom, pw = in_w + g.left + g.right;
+  const auto padded = [&](Index n, Index a, Index b) {
+    const std::optional<Index> ab = checked_add(a, b);
+    const std::optional<Index> p = ab ? checked_add(n, *ab) : std::nullopt;
+    if (!p) throw too_large("padding", "the padded input extent");
+    return *p;
+  };
+  const Index ph = padded(in_h, g.top, g.bottom), pw = padded(in_w, g.left, g.right);
   if (eh > ph || ew > pw)
     throw ShapeError(fmt::format(
         "{}: the kernel ({}x{}, dilated {}x{}) is larger than the padded input ({}x{}: input {}x{}, padding "
@@ -127,6 +153,14 @@ inline Geometry2d window_geometry(std::string_view layer, Index in_h, Index in_w
   g.out_h = (ph - eh) / g.sh + 1;
   g.out_w = (pw - ew) / g.sw + 1;
   return g;
+}
+
+/// Throws ShapeError naming `layer` unless the output `[batch, g.out_h, g.out_w, channels]` has an element
+/// count that a 64-bit index holds (`channels` < 0: its product overflowed already).
+inline void check_output(std::string_view layer, Index batch, const Geometry2d& g, Index channels) {
+  if (channels < 0 || !checked_shape_size({batch, g.out_h, g.out_w, channels}))
+    throw ShapeError(fmt::format("{}: the output [{}, {}, {}, {}] has more elements than a 64-bit index counts",
+                                 layer, batch, g.out_h, g.out_w, channels < 0 ? "overflow" : fmt::to_string(channels)));
 }
 
 /// Checks that `x` is a rank-4 `[B, H, W, C]` shape (ShapeError naming `layer` and `arg` otherwise).

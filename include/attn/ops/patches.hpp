@@ -26,6 +26,8 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -45,11 +47,14 @@ Tensor<T, 4> extract_patches(const ConstTensorView<T, 4>& x, Index k, Index s, s
   const Padding2d pad = same ? Padding2d::explicit_pads(k / 2, k / 2, k / 2, k / 2) : Padding2d::valid();
   const Geometry2d g = window_geometry(layer, xs[1], xs[2], k, k, {s, s}, rates, pad);
   const Index B = xs[0], H = xs[1], W = xs[2], C = xs[3];
-  Tensor<T, 4> y(B, g.out_h, g.out_w, k * k * C);
+  const std::optional<Index> kk = checked_mul(k, k);
+  const Index kkc = kk ? checked_mul(*kk, C).value_or(-1) : -1;
+  check_output(layer, B, g, kkc);
+  Tensor<T, 4> y(B, g.out_h, g.out_w, kkc);
   parallel_for(B * g.out_h, [&](std::int64_t task) {
     const Index b = static_cast<Index>(task) / g.out_h, i = static_cast<Index>(task) % g.out_h;
     for (Index j = 0; j < g.out_w; ++j) {
-      T* dst = y.data() + ((b * g.out_h + i) * g.out_w + j) * k * k * C;
+      T* dst = y.data() + ((b * g.out_h + i) * g.out_w + j) * kkc;
       for (Index a = 0; a < k; ++a) {
         const Index iy = i * s + a * g.dh - g.top;
         for (Index bb = 0; bb < k; ++bb, dst += C) {
@@ -75,17 +80,32 @@ Tensor<T, 4> fold_patches(const ConstTensorView<T, 4>& p, Index k, Index s, Inde
   if (pad < 0)
     throw ConfigError(fmt::format("{}: padding must be non-negative, got {}", layer, pad), std::string(layer), "padding");
   const Index B = p.dimension(0), hh = p.dimension(1), ww = p.dimension(2), kkc = p.dimension(3);
-  if (kkc % (k * k) != 0)
-    throw ShapeError(fmt::format("{}: patches must have k·k·C = {}·C values per position, got {}", layer, k * k, kkc));
-  const Index C = kkc / (k * k);
-  const Index ch = hh > 0 ? (hh - 1) * s + r * (k - 1) + 1 + pad : 0;
-  const Index cw = ww > 0 ? (ww - 1) * s + r * (k - 1) + 1 + pad : 0;
-  if (out_h < 0) out_h = std::max<Index>(0, ch - 2 * pad);
-  if (out_w < 0) out_w = std::max<Index>(0, cw - 2 * pad);
-  if (pad + out_h > ch || pad + out_w > cw)
+  const std::optional<Index> kk = checked_mul(k, k);
+  if (!kk || kkc % *kk != 0)
+    throw ShapeError(fmt::format("{}: patches must have k·k·C = {}·{}·C values per position, got {}", layer, k, k,
+                                 kkc));
+  const Index C = kkc / *kk;
+  // the overlap-add canvas, (n − 1)·s + r·(k − 1) + 1 + pad, in range of Index
+  const auto canvas = [&](Index n) -> Index {
+    if (n == 0) return 0;
+    const std::optional<Index> a = checked_mul(n - 1, s), b = checked_mul(r, k - 1);
+    const std::optional<Index> ab = a && b ? checked_add(*a, *b) : std::nullopt;
+    const std::optional<Index> abp = ab ? checked_add(*ab, pad) : std::nullopt;
+    const std::optional<Index> c = abp ? checked_add(*abp, 1) : std::nullopt;
+    if (!c)
+      throw ConfigError(fmt::format("{}: the overlap-add canvas of {} patches (kernel_size {}, strides {}, "
+                                    "dilation_rate {}, padding {}) overflows a 64-bit index",
+                                    layer, n, k, s, r, pad),
+                        std::string(layer), "kernel_size");
+    return *c;
+  };
+  const Index ch = canvas(hh), cw = canvas(ww);
+  if (out_h < 0) out_h = std::max<Index>(0, ch - pad - pad);  // pad <= ch when ch > 0
+  if (out_w < 0) out_w = std::max<Index>(0, cw - pad - pad);
+  if (pad > ch || out_h > ch - pad || pad > cw || out_w > cw - pad)
     throw ShapeError(fmt::format("{}: output {}x{} from offset {} does not fit the overlap-add canvas {}x{}", layer,
                                  out_h, out_w, pad, ch, cw));
-  Tensor<T, 4> y(B, out_h, out_w, C);
+  auto y = checked_tensor<T>(layer, "output", B, out_h, out_w, C);
   y.setZero();
   // output row oy (canvas row oy + pad) receives patch rows i with i·s + a·r = oy + pad
   parallel_for(B * out_h, [&](std::int64_t task) {

@@ -117,8 +117,10 @@ inline Geometry2d pool2d_geometry(const Shape& x_shape, const Pool2dOptions& o, 
     throw ConfigError(
         fmt::format("{}: pool_size must be positive, got [{}, {}]", layer, o.pool_size[0], o.pool_size[1]),
         std::string(layer), "pool_size");
-  return window_geometry(layer, x_shape[1], x_shape[2], o.pool_size[0], o.pool_size[1], o.strides, {1, 1},
-                         o.padding);
+  const Geometry2d g =
+      window_geometry(layer, x_shape[1], x_shape[2], o.pool_size[0], o.pool_size[1], o.strides, {1, 1}, o.padding);
+  check_output(layer, x_shape[0], g, x_shape[3]);
+  return g;
 }
 
 /// Average pooling on raw data: y must hold `[B, out_h, out_w, C]`. Returns the geometry.

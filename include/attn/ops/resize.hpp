@@ -70,7 +70,7 @@ Tensor<T, 4> resize_bilinear(const ConstTensorView<T, 4>& x, Index out_h, Index 
   const Shape s{x.dimension(0), x.dimension(1), x.dimension(2), x.dimension(3)};
   detail::check_resize(layer, s, out_h, out_w);
   const Index B = s[0], H = s[1], W = s[2], C = s[3];
-  Tensor<T, 4> y(B, out_h, out_w, C);
+  auto y = checked_tensor<T>(layer, "output", B, out_h, out_w, C);
   if (y.size() == 0) return y;
   const detail::Taps ty = detail::bilinear_taps(H, out_h), tx = detail::bilinear_taps(W, out_w);
   parallel_for(B * out_h, [&](std::int64_t task) {
@@ -101,7 +101,7 @@ Tensor<T, 4> resize_nearest(const ConstTensorView<T, 4>& x, Index out_h, Index o
   const Shape s{x.dimension(0), x.dimension(1), x.dimension(2), x.dimension(3)};
   detail::check_resize(layer, s, out_h, out_w);
   const Index B = s[0], H = s[1], W = s[2], C = s[3];
-  Tensor<T, 4> y(B, out_h, out_w, C);
+  auto y = checked_tensor<T>(layer, "output", B, out_h, out_w, C);
   if (y.size() == 0) return y;
   const auto src = [](Index i, Index in, Index out) {
     const double v = std::floor((static_cast<double>(i) + 0.5) * static_cast<double>(in) / static_cast<double>(out));

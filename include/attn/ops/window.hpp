@@ -24,11 +24,15 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include <fmt/format.h>
 
 #include "attn/core/error.hpp"
+#include "attn/core/limits.hpp"
 #include "attn/core/parallel.hpp"
 #include "attn/core/tensor.hpp"
 
@@ -68,7 +72,10 @@ Shape dims4(const ConstTensorView<T, 4>& x) {
 template <class T>
 Tensor<T, 4> pad_bottom_right(const ConstTensorView<T, 4>& x, Index pad_h, Index pad_w) {
   const Index B = x.dimension(0), H = x.dimension(1), W = x.dimension(2), C = x.dimension(3);
-  Tensor<T, 4> y(B, H + pad_h, W + pad_w, C);
+  if (pad_h < 0 || pad_w < 0)
+    throw ShapeError(fmt::format("pad_bottom_right: the padding must be non-negative, got {}x{}", pad_h, pad_w));
+  auto y = checked_tensor<T>("pad_bottom_right", "output", B, checked_add(H, pad_h).value_or(-1),
+                             checked_add(W, pad_w).value_or(-1), C);
   y.setZero();
   for (Index b = 0; b < B; ++b)
     for (Index r = 0; r < H; ++r) std::copy_n(x.data() + ((b * H + r) * W) * C, W * C, y.data() + ((b * (H + pad_h) + r) * (W + pad_w)) * C);
@@ -135,11 +142,12 @@ Tensor<T, 4> window_partition(const ConstTensorView<T, 4>& x, Index wh, Index ww
 template <class T>
 Tensor<T, 4> window_reverse(const ConstTensorView<T, 4>& w, Index ph, Index pw, bool grid = false) {
   const Index nw = w.dimension(0), wh = w.dimension(1), ww = w.dimension(2), C = w.dimension(3);
-  if (ph < 1 || pw < 1 || nw % (ph * pw) != 0)
-    throw ShapeError(fmt::format("{}: {} windows are not a whole number of {}x{} window grids",
-                                 grid ? "grid_window_reverse" : "window_reverse", nw, ph, pw));
-  const Index B = nw / (ph * pw);
-  Tensor<T, 4> y(B, ph * wh, pw * ww, C);
+  const std::string_view name = grid ? "grid_window_reverse" : "window_reverse";
+  const std::optional<Index> grids = checked_mul(ph, pw);
+  if (ph < 1 || pw < 1 || !grids || nw % *grids != 0)
+    throw ShapeError(fmt::format("{}: {} windows are not a whole number of {}x{} window grids", name, nw, ph, pw));
+  const Index B = nw / *grids;
+  auto y = checked_tensor<T>(name, "output", B, checked_mul(ph, wh).value_or(-1), checked_mul(pw, ww).value_or(-1), C);
   detail::window_copy(static_cast<const T*>(y.data()), const_cast<T*>(w.data()), B, ph, pw, wh, ww, C, grid, false);
   return y;
 }
@@ -172,8 +180,15 @@ Tensor<T, 3> shifted_window_mask(Index hp, Index wp, Index wh, Index ww, Index s
                                   wh, ww),
                       std::string(layer), "shift_size");
   const auto region = [](Index v, Index n, Index w, Index s) { return v < n - w ? 0 : (v < n - s ? 1 : 2); };
-  const Index ph = hp / wh, pw = wp / ww, N = wh * ww;
-  Tensor<T, 3> m(ph * pw, N, N);
+  const Index ph = hp / wh, pw = wp / ww;
+  const std::optional<Index> n = checked_mul(wh, ww), windows = checked_mul(ph, pw);
+  const Index N = n.value_or(-1);
+  check_allocation(fmt::format("{}: parameter 'window_size' ([{}, {}]): the shifted-window mask [{}, {}, {}] of a "
+                               "{}x{} map",
+                               layer, wh, ww, windows.value_or(-1), N, N, hp, wp),
+                   n && windows ? checked_shape_size({*windows, N, N}) : std::nullopt, sizeof(T), std::string(layer),
+                   "window_size");
+  Tensor<T, 3> m(*windows, N, N);
   std::vector<Index> label(static_cast<std::size_t>(N));
   for (Index i = 0; i < ph; ++i)
     for (Index j = 0; j < pw; ++j) {

@@ -31,6 +31,7 @@
 /// type (tests/check_layers.cmake checks that).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -118,25 +119,32 @@ public:
   }
 
 private:
-  /// The integer parameter of the config (or an element of a size-like pair or a list) that gives the
-  /// largest extent of `shape`, with its value as JSON text: the one to name when the weight is too big.
+  /// The integer parameter of the config (or an element of a size-like pair or a list) to name when a
+  /// weight of `shape` is too big, with its value as JSON text: the one whose value is the largest extent
+  /// of `shape`; when no parameter is (the extent is a product, e.g. attn_ratio·num_heads·key_dim), the
+  /// parameter with the largest value. None when every integer is 1 or less.
   std::pair<std::string, std::string> size_parameter(const Shape& shape) const {
-    std::string best, value;
-    Index best_extent = 1;
+    const Index largest = shape.empty() ? 0 : *std::max_element(shape.begin(), shape.end());
+    std::string equal, equal_value, biggest, biggest_value;
+    std::int64_t biggest_x = 1;
     detail::for_each_row<Config>([&](auto row) {
       constexpr Field<Config> field = Config::fields()[decltype(row)::value];
       constexpr auto int_values = field.member->int_values;
       std::vector<std::int64_t> xs;
       const std::string shown = int_values(config_, xs);
-      for (const std::int64_t x : xs)
-        for (Index e : shape)
-          if (e == x && e > best_extent) {
-            best_extent = e;
-            best = std::string(field.name);
-            value = shown;
-          }
+      for (const std::int64_t x : xs) {
+        if (x == largest && x > 1 && equal.empty()) {
+          equal = std::string(field.name);
+          equal_value = shown;
+        }
+        if (x > biggest_x) {
+          biggest_x = x;
+          biggest = std::string(field.name);
+          biggest_value = shown;
+        }
+      }
     });
-    return {best, value};
+    return equal.empty() ? std::pair{biggest, biggest_value} : std::pair{equal, equal_value};
   }
 
 protected:

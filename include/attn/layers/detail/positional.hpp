@@ -13,6 +13,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -57,9 +58,14 @@ void check_source(std::string_view layer, std::string_view weight, const Shape& 
     throw ShapeError(fmt::format("{}: load_resized_weights: the source '{}' must have rank {} with positive "
                                  "extents, got shape {}",
                                  layer, weight, rank, shape_str(shape)));
-  if (static_cast<Index>(values.size()) != shape_size(shape))
+  const std::optional<Index> n = checked_shape_size(shape);
+  if (!n)
+    throw ShapeError(fmt::format("{}: load_resized_weights: the element count of the source '{}' of shape {} "
+                                 "overflows a 64-bit index",
+                                 layer, weight, shape_str(shape)));
+  if (static_cast<Index>(values.size()) != *n)
     throw ShapeError(fmt::format("{}: load_resized_weights: the source '{}' of shape {} needs {} values, got {}",
-                                 layer, weight, shape_str(shape), shape_size(shape), values.size()));
+                                 layer, weight, shape_str(shape), *n, values.size()));
 }
 
 /// Re-fills weight `w` from TruncatedNormal(0, stddev) (values beyond 2·stddev re-drawn), on the
@@ -103,6 +109,9 @@ inline Index isqrt(Index n) {
 }
 
 inline std::pair<Index, Index> token_grid(std::string_view layer, std::string_view arg, Index n, int input_height) {
+  if (n < 0)  // no token at all, not even the class token
+    throw ShapeError(fmt::format("{}: {} must hold a class token and then H*W image tokens; it holds no token",
+                                 layer, arg));
   const Index h = input_height > 0 ? Index(input_height) : isqrt(n);
   if (n < 1 || h < 1 || n % h != 0)
     throw ShapeError(fmt::format("{}: {} must hold a class token and then H*W image tokens (H = {}); its {} image "
