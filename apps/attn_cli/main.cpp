@@ -17,10 +17,13 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <initializer_list>
+#include <limits>
 #include <memory>
 #include <new>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -53,8 +56,8 @@ using attn::Shape;
 
 constexpr const char* exit_codes =
     "Exit codes: 0 success; 1 invalid config (validate found problems, unknown type, a parameter or option "
-    "the layer does not take); 2 bad command line; 3 a file cannot be read or is malformed (JSON, .npy, "
-    ".safetensors, PNG); 4 weights missing or mis-shaped; 5 an array of the wrong shape; 6 any other error.\n";
+    "the layer does not take); 2 bad command line; 3 a file cannot be read or is malformed (JSON, a list or model "
+    "file, .npy, .safetensors, PNG); 4 weights missing or mis-shaped; 5 an array of the wrong shape; 6 any other error.\n";
 
 /// A mistake on the command line that CLI11 cannot see (exit 2).
 struct UsageError : std::runtime_error {
@@ -74,6 +77,7 @@ struct ConfigFile {
   std::string path;
   std::vector<Entry> entries;
   Json raw;
+  std::optional<std::uint64_t> seed;  // a list file's "seed"
 };
 
 std::string layer_label(const Json& config, std::size_t index, std::size_t count) {
@@ -86,6 +90,32 @@ std::string layer_label(const Json& config, std::size_t index, std::size_t count
   return count > 1 ? fmt::format("layer {}{} ({})", index, name, type) : fmt::format("{}{}", type, name);
 }
 
+/// The bytes of a float32 array of `shape`, or an explanation of why it cannot be allocated: an
+/// element count that overflows, or more than attn's allocation limit (core/limits.hpp).
+std::optional<std::string> input_size_problem(const Shape& shape) {
+  const auto count = attn::checked_shape_size(shape);
+  const auto bytes = count ? attn::checked_bytes(*count, sizeof(float)) : std::nullopt;
+  if (!bytes) return std::string("the element count overflows");
+  if (*bytes > attn::allocation_limit())
+    return fmt::format("a float32 array of {} is above the allocation limit of {}", attn::bytes_str(bytes),
+                       attn::bytes_str(attn::allocation_limit()));
+  return std::nullopt;
+}
+
+/// Throws `bad` naming the first key of `object` that is not among `known` (where names the object).
+template <class Bad>
+void refuse_unknown_keys(const Json& object, std::initializer_list<std::string_view> known, const std::string& where,
+                         Bad bad) {
+  for (auto it = object.begin(); it != object.end(); ++it) {
+    const std::string& key = it.key();
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      std::vector<std::string> quoted;
+      for (auto k : known) quoted.push_back(fmt::format("'{}'", k));
+      throw bad(fmt::format("{}unknown key '{}' (the known keys: {})", where, key, fmt::join(quoted, ", ")));
+    }
+  }
+}
+
 ConfigFile read_config(const std::string& path) {
   ConfigFile f;
   f.path = path;
@@ -96,7 +126,13 @@ ConfigFile read_config(const std::string& path) {
     throw bad(fmt::format("expected a JSON object, got {}", attn::detail::json_kind(j)));
   if (j.contains("format")) {
     if (j.at("format") != "attn.model") throw bad("key 'format' must be \"attn.model\" (a model file)");
-    if (!j.contains("version") || j.at("version") != 1) throw bad("key 'version' must be 1");
+    refuse_unknown_keys(j, {"format", "version", "weights", "layers"}, "model file: ", bad);
+    if (!j.contains("version")) throw bad("key 'version' is missing (the integer 1)");
+    if (!j.at("version").is_number_integer() || j.at("version") != 1)
+      throw bad(fmt::format("key 'version' must be the integer 1, got {}", attn::detail::json_kind(j.at("version"))));
+    if (j.contains("weights") && !j.at("weights").is_string())
+      throw bad(fmt::format("key 'weights' must be a string (the weights file's name), got {}",
+                            attn::detail::json_kind(j.at("weights"))));
     if (!j.contains("layers") || !j.at("layers").is_array()) throw bad("key 'layers' must be an array");
     f.kind = ConfigFile::Kind::model;
     std::size_t i = 0;
@@ -104,19 +140,28 @@ ConfigFile read_config(const std::string& path) {
       if (!e.is_object() || !e.contains("prefix") || !e.at("prefix").is_string() || !e.contains("config") ||
           !e.at("config").is_object())
         throw bad(fmt::format("layer {} must be an object with a string 'prefix' and an object 'config'", i));
+      refuse_unknown_keys(e, {"prefix", "config"}, fmt::format("layers[{}]: ", i), bad);
       f.entries.push_back({e.at("config"), e.at("prefix").get<std::string>(), std::nullopt});
       ++i;
     }
   } else if (j.contains("type")) {
-    f.kind = ConfigFile::Kind::layer;
+    f.kind = ConfigFile::Kind::layer;  // the layer's own keys are its parameters, checked by the library
     f.entries.push_back({j, "", std::nullopt});
   } else if (j.contains("layers")) {
     if (!j.at("layers").is_array()) throw bad("key 'layers' must be an array");
+    refuse_unknown_keys(j, {"layers", "seed"}, "list file: ", bad);
     f.kind = ConfigFile::Kind::list;
+    if (j.contains("seed")) {
+      if (!j.at("seed").is_number_unsigned())
+        throw bad(fmt::format("key 'seed' must be a non-negative integer (at most 2^64 - 1), got {}",
+                              attn::detail::json_kind(j.at("seed"))));
+      f.seed = j.at("seed").get<std::uint64_t>();
+    }
     std::size_t i = 0;
     for (const auto& e : j.at("layers")) {
       if (!e.is_object() || !e.contains("layer"))
         throw bad(fmt::format("layers[{}] must be an object with a key 'layer' (and optionally 'inputs')", i));
+      refuse_unknown_keys(e, {"layer", "inputs"}, fmt::format("layers[{}]: ", i), bad);
       Entry entry{e.at("layer"), "", std::nullopt};
       if (e.contains("inputs")) {
         std::vector<Shape> shapes;
@@ -129,6 +174,8 @@ ConfigFile read_config(const std::string& path) {
             ok = in[k][d].is_number_integer() && in[k][d].get<std::int64_t>() >= 0;
             if (ok) s.push_back(in[k][d].get<Index>());
           }
+          const auto problem = ok ? input_size_problem(s) : std::nullopt;  // as --shape is checked
+          if (problem) throw bad(fmt::format("layers[{}].inputs[{}] {}: {}", i, k, in[k].dump(), *problem));
           shapes.push_back(std::move(s));
         }
         if (!ok) throw bad(fmt::format("layers[{}].inputs must be a list of shapes (lists of non-negative integers)", i));
@@ -147,15 +194,18 @@ ConfigFile read_config(const std::string& path) {
 }
 
 /// The index of the layer `which` (a name, a model prefix or an index) of the file, or the only one.
+/// Text that is both the name (or prefix) of one layer and the index of another is refused.
 std::size_t select_layer(const ConfigFile& f, const std::string& which) {
   std::vector<std::string> names;
+  std::optional<std::size_t> by_name;
   for (std::size_t i = 0; i < f.entries.size(); ++i) {
     const Json& c = f.entries[i].config;
     const std::string name = c.is_object() && c.contains("name") && c.at("name").is_string()
                                  ? c.at("name").get<std::string>()
                                  : std::string();
-    if (!which.empty() && (name == which || (!f.entries[i].prefix.empty() && f.entries[i].prefix == which)))
-      return i;
+    if (!by_name && !which.empty() &&
+        (name == which || (!f.entries[i].prefix.empty() && f.entries[i].prefix == which)))
+      by_name = i;
     names.push_back(name.empty() ? std::to_string(i) : name);
   }
   if (which.empty()) {
@@ -163,9 +213,16 @@ std::size_t select_layer(const ConfigFile& f, const std::string& which) {
     throw UsageError(fmt::format("'{}' holds {} layers: choose one with --layer ({})", f.path, f.entries.size(),
                                  fmt::join(names, ", ")));
   }
-  if (!which.empty() && std::all_of(which.begin(), which.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
-      which.size() < 9 && std::stoul(which) < f.entries.size())
-    return std::stoul(which);
+  std::optional<std::size_t> by_index;
+  if (std::all_of(which.begin(), which.end(), [](char c) { return c >= '0' && c <= '9'; }) && which.size() < 9 &&
+      std::stoul(which) < f.entries.size())
+    by_index = std::stoul(which);
+  if (by_name && by_index && *by_name != *by_index)
+    throw UsageError(fmt::format("--layer '{}' is ambiguous in '{}': it is the name of layer {} and the index of "
+                                 "layer {} ('{}'); rename one of them",
+                                 which, f.path, *by_name, *by_index, names[*by_index]));
+  if (by_name) return *by_name;
+  if (by_index) return *by_index;
   throw UsageError(fmt::format("'{}' has no layer '{}' (layers: {})", f.path, which, fmt::join(names, ", ")));
 }
 
@@ -251,8 +308,7 @@ Shape parse_shape(const std::string& text) {
     if (comma == std::string::npos) break;
     pos = comma + 1;
   }
-  if (!attn::checked_bytes(attn::checked_shape_size(s).value_or(-1), sizeof(float)))
-    throw UsageError(fmt::format("--shape '{}': the element count overflows", text));
+  if (const auto problem = input_size_problem(s)) throw UsageError(fmt::format("--shape '{}': {}", text, *problem));
   return s;
 }
 
@@ -268,7 +324,13 @@ struct WeightOptions {
   std::string weights;
   std::string prefix;
   std::uint64_t seed = 0;
+  bool seed_given = false;  // --seed on the command line (it overrides a list file's "seed")
 };
+
+/// The seed in force: --seed when given, else a list file's "seed", else 0.
+std::uint64_t seed_of(const ConfigFile& f, std::uint64_t option, bool given) {
+  return given || !f.seed ? option : *f.seed;
+}
 
 Loaded load_layer(const ConfigFile& f, std::size_t index, const WeightOptions& w) {
   const Entry& e = f.entries[index];
@@ -537,8 +599,10 @@ struct RunOptions {
 int cmd_run(const RunOptions& o) {
   const ConfigFile f = read_config(o.config);
   const std::size_t index = select_layer(f, o.layer);
-  const Loaded l = load_layer(f, index, o.weights);
-  auto inputs = gather_inputs(f, index, o.inputs, o.weights.seed);
+  WeightOptions wo = o.weights;
+  wo.seed = seed_of(f, wo.seed, wo.seed_given);
+  const Loaded l = load_layer(f, index, wo);
+  auto inputs = gather_inputs(f, index, o.inputs, wo.seed);
   const std::string in_shapes = shapes_str(inputs);
   const auto r = forward(l.layer, std::move(inputs), o.masks, !o.weights_out.empty());
   fmt::print("{}: {} -> {}\n", with_class(l), in_shapes, attn::shape_str(r.output.shape()));
@@ -570,10 +634,12 @@ struct BenchOptions {
   std::vector<std::string> shapes;
   int threads = 0, repeats = 10, warmup = 2;
   std::uint64_t seed = 0;
+  bool seed_given = false;
 };
 
 int cmd_bench(const BenchOptions& o) {
   const ConfigFile f = read_config(o.config);
+  const std::uint64_t seed = seed_of(f, o.seed, o.seed_given);
   std::vector<std::size_t> which;
   if (!o.layer.empty() || f.entries.size() == 1) which.push_back(select_layer(f, o.layer));
   else if (!o.shapes.empty())
@@ -584,12 +650,12 @@ int cmd_bench(const BenchOptions& o) {
   const bool tty = isatty(2) != 0;
   std::vector<std::array<std::string, 6>> rows{{"layer", "input(s)", "median ms", "min ms", "FLOPs", "GFLOP/s"}};
   for (std::size_t i : which) {
-    const Loaded l = load_layer(f, i, {"", "", o.seed});
+    const Loaded l = load_layer(f, i, {"", "", seed, true});
     std::vector<AnyTensor<float>> inputs;
     if (!o.shapes.empty()) {
-      for (std::size_t k = 0; k < o.shapes.size(); ++k) inputs.push_back(random_input(parse_shape(o.shapes[k]), o.seed + 1 + k));
+      for (std::size_t k = 0; k < o.shapes.size(); ++k) inputs.push_back(random_input(parse_shape(o.shapes[k]), seed + 1 + k));
     } else {
-      inputs = gather_inputs(f, i, {}, o.seed);
+      inputs = gather_inputs(f, i, {}, seed);
     }
     std::vector<Shape> shapes;
     for (const auto& x : inputs) shapes.push_back(x.shape());
@@ -641,8 +707,10 @@ struct HeatmapOptions {
 int cmd_heatmap(const HeatmapOptions& o) {
   const ConfigFile f = read_config(o.config);
   const std::size_t index = select_layer(f, o.layer);
-  const Loaded l = load_layer(f, index, o.weights);
-  auto inputs = gather_inputs(f, index, o.inputs, o.weights.seed);
+  WeightOptions wo = o.weights;
+  wo.seed = seed_of(f, wo.seed, wo.seed_given);
+  const Loaded l = load_layer(f, index, wo);
+  auto inputs = gather_inputs(f, index, o.inputs, wo.seed);
   const Shape first = inputs.empty() ? Shape{} : inputs[0].shape();
   const auto r = forward(l.layer, std::move(inputs), o.masks, true);
   const AnyTensor<float>& w = *r.weights;  // [B, heads, T, S]
@@ -689,6 +757,15 @@ int cmd_heatmap(const HeatmapOptions& o) {
       p.row_label = "query";
       p.col_label = "key";
     }
+    // a non-finite weight is no colour: refuse it rather than draw it as 0
+    for (std::size_t j = 0; j < p.values.size(); ++j)
+      if (!std::isfinite(p.values[j])) {
+        const Index query = o.query >= 0 ? o.query : static_cast<Index>(j) / S;
+        const Index key = o.query >= 0 ? static_cast<Index>(j) : static_cast<Index>(j) % S;
+        throw std::runtime_error(fmt::format("{}: the attention weights are not finite: {} at batch {}, head {}, "
+                                             "query {}, key {} (the first such weight); nothing drawn",
+                                             l.label, p.values[j], o.batch, h, query, key));
+      }
     for (double v : p.values) vmax = std::max(vmax, v);
     panels.push_back(std::move(p));
   }
@@ -702,12 +779,29 @@ int cmd_heatmap(const HeatmapOptions& o) {
   return 0;
 }
 
-void add_weight_options(CLI::App* c, WeightOptions& w) {
-  c->add_option("--weights", w.weights,
-                "safetensors file with the layer's weights (default: a model file's own; otherwise random "
-                "weights from --seed)");
-  c->add_option("--prefix", w.prefix, "prefix of the layer's tensors in the weights file, e.g. encoder/attn");
-  c->add_option("--seed", w.seed, "seed of random weights and inputs")->capture_default_str();
+/// --seed: a whole number from 0 to 2^64 - 1 (CLI11 alone wraps -1 around and clamps 2^64).
+const CLI::Validator seed_range(
+    [](std::string& text) -> std::string {
+      const std::string max = "18446744073709551615";
+      const bool digits =
+          !text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+      if (!digits || text.size() > max.size() || (text.size() == max.size() && text > max))
+        return fmt::format("expected an integer from 0 to {}, got '{}'", max, text);
+      return {};
+    },
+    "0 to 2^64 - 1");
+
+/// The help of --seed.
+constexpr const char* seed_help = "seed of random weights and inputs (default: a list file's \"seed\", else 0)";
+
+/// --weights, --prefix (which needs --weights) and --seed; returns --seed.
+CLI::Option* add_weight_options(CLI::App* c, WeightOptions& w) {
+  auto* weights = c->add_option("--weights", w.weights,
+                                "safetensors file with the layer's weights (default: a model file's own; "
+                                "otherwise random weights from --seed)");
+  c->add_option("--prefix", w.prefix, "prefix of the layer's tensors in the --weights file, e.g. encoder/attn")
+      ->needs(weights);
+  return c->add_option("--seed", w.seed, seed_help)->check(seed_range);
 }
 
 void add_mask_options(CLI::App* c, MaskOptions& m) {
@@ -746,19 +840,22 @@ int main(int argc, char** argv) {
   RunOptions run_o;
   auto* run = app.add_subcommand("run", "build a layer, load its weights, run it on arrays, write the outputs");
   run->add_option("CONFIG", run_o.config, "JSON file")->required();
-  run->add_option("--layer", run_o.layer, "which layer of a file that holds several (name, model prefix or index)");
+  run->add_option("--layer", run_o.layer,
+                  "which layer of a file that holds several (name, model prefix or index; text that names one "
+                  "layer and is the index of another is an error)");
   run->add_option("--input", run_o.inputs,
                   "an input array, once per input of the layer, in order (default for a list file: random "
                   "arrays of its shapes)");
   run->add_option("--output", run_o.output, "write the output here (.npy, float32)");
   run->add_option("--weights-out", run_o.weights_out, "write the attention weights [B, heads, T, S] here (.npy)");
-  add_weight_options(run, run_o.weights);
+  auto* run_seed = add_weight_options(run, run_o.weights);
   add_mask_options(run, run_o.masks);
 
   BenchOptions bench_o;
   auto* bench = app.add_subcommand("bench", "time a layer's forward: median of repeats, ms and GFLOP/s");
   bench->add_option("CONFIG", bench_o.config, "JSON file")->required();
-  bench->add_option("--layer", bench_o.layer, "which layer (default: every layer of the file)");
+  bench->add_option("--layer", bench_o.layer,
+                    "which layer, as for run (default: every layer of the file)");
   bench->add_option("--shape", bench_o.shapes,
                     "input shape as extents separated by commas, e.g. 8,512,256; once per input (default: a "
                     "list file's shapes)");
@@ -766,21 +863,21 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1024));
   bench->add_option("--repeats", bench_o.repeats, "timed forwards")->check(CLI::Range(1, 1000000))->capture_default_str();
   bench->add_option("--warmup", bench_o.warmup, "untimed forwards first")->check(CLI::Range(0, 1000000))->capture_default_str();
-  bench->add_option("--seed", bench_o.seed, "seed of the random weights and inputs")->capture_default_str();
+  auto* bench_seed = bench->add_option("--seed", bench_o.seed, seed_help)->check(seed_range);
 
   HeatmapOptions heat_o;
   auto* heat = app.add_subcommand("heatmap", "draw a layer's attention weights as a PNG, one panel per head");
   heat->add_option("CONFIG", heat_o.config, "JSON file")->required();
   heat->add_option("--out", heat_o.out, "the PNG file to write")->required();
-  heat->add_option("--layer", heat_o.layer, "which layer of a file that holds several");
+  heat->add_option("--layer", heat_o.layer, "which layer of a file that holds several, as for run");
   heat->add_option("--input", heat_o.inputs, "an input array, once per input (default for a list file: random)");
   heat->add_option("--batch", heat_o.batch, "which batch item")->check(CLI::Range(0, 1 << 30))->capture_default_str();
   heat->add_option("--head", heat_o.head, "only this head (default: every head)")->check(CLI::Range(0, 1 << 30));
-  heat->add_option("--query", heat_o.query,
+  auto* query = heat->add_option("--query", heat_o.query,
                    "only this query's row, on the H x W grid of an image input or of --grid (default: all queries)")
       ->check(CLI::Range(0, 1 << 30));
-  heat->add_option("--grid", heat_o.grid, "H,W: lay the keys of --query out on this grid");
-  add_weight_options(heat, heat_o.weights);
+  heat->add_option("--grid", heat_o.grid, "H,W: lay the keys of --query out on this grid")->needs(query);
+  auto* heat_seed = add_weight_options(heat, heat_o.weights);
   add_mask_options(heat, heat_o.masks);
 
   for (auto* sub : {list, info, validate, run, bench, heat}) sub->footer(exit_codes);
@@ -796,6 +893,9 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  run_o.weights.seed_given = run_seed->count() > 0;
+  heat_o.weights.seed_given = heat_seed->count() > 0;
+  bench_o.seed_given = bench_seed->count() > 0;
   attn::set_log_level(verbose ? attn::LogLevel::info : attn::LogLevel::off);  // errors are printed below
   const std::string sub = app.get_subcommands().front()->get_name();
   try {

@@ -118,6 +118,11 @@ int bad_npy(const std::string& dir) {
   auto mask = npy_with_header("{'descr': '|u1', 'fortran_order': False, 'shape': (5, 5), }", 25);
   mask.back() = 2;
   write_bytes(dir + "/mask_not_boolean.npy", mask);
+  // an input [1, 4, 8] with a NaN in token 2: attention weights that are NaN
+  attn::AnyTensor<double> nan_input(attn::Shape{1, 4, 8});
+  for (attn::Index i = 0; i < nan_input.size(); ++i) nan_input.data()[i] = 0.1 * static_cast<double>(i % 7);
+  nan_input.data()[2 * 8 + 3] = std::nan("");
+  attn::write_npy(dir + "/nan_input.npy", nan_input, attn::DType::F32);
   return 0;
 }
 
