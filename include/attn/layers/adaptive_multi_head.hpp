@@ -176,7 +176,8 @@ struct AdaptiveMultiHeadAttentionConfig {
         Field<C>{.name = "output_shape", .member = member<&C::output_shape>, .range = positive,
                  .doc = "Output width as an int or a one-element list (null, 0 or []: the query's width)."},
         Field<C>{.name = "attention_axes", .member = member<&C::attention_axes>,
-                 .doc = "Axes attention runs over: only the sequence axis (1 or -2) of [B, T, D] inputs (null: it)."},
+                 .doc = "Axes attention runs over: only the sequence axis (1 or -2) of [B, T, D] inputs (null, [] "
+                        "or 0: it; 0 is not the batch axis here)."},
         Field<C>{.name = "flash_attention", .member = member<&C::flash_attention>,
                  .doc = "Kept for the reference's checks (refuses dropout > 0 and returning scores); no other effect."},
         Field<C>{.name = "kernel_initializer", .member = member<&C::kernel_initializer>,
