@@ -54,19 +54,6 @@ inline Index shape_size(const Shape& s) {
   return std::accumulate(s.begin(), s.end(), Index{1}, std::multiplies<>());
 }
 
-/// The number of elements of `shape`, or nothing when an extent is negative or a partial product
-/// overflows Index (every partial product is checked, whatever a zero extent elsewhere makes of the
-/// total).
-[[nodiscard]] inline std::optional<Index> checked_shape_size(const Shape& shape) noexcept {
-  Index n = 1;
-  for (Index e : shape) {
-    if (e < 0) return std::nullopt;
-    if (e != 0 && n > std::numeric_limits<Index>::max() / e) return std::nullopt;
-    n *= e;
-  }
-  return n;
-}
-
 /// a·b and a + b for non-negative extents, or nothing when the result overflows Index.
 [[nodiscard]] inline std::optional<Index> checked_mul(Index a, Index b) noexcept {
   Index r = 0;
@@ -79,16 +66,30 @@ inline Index shape_size(const Shape& s) {
   return r;
 }
 
-/// A tensor (uninitialised, as Eigen's) of extents `dims` (none negative), or ShapeError "<layer>: the
-/// <what> [..] has more elements than a 64-bit index counts" before anything is allocated: the output of
-/// an op whose extents come from arguments.
+/// The number of elements of `shape`, or nothing when an extent is negative or a partial product
+/// overflows Index (every partial product is checked, whatever a zero extent elsewhere makes of the
+/// total).
+[[nodiscard]] inline std::optional<Index> checked_shape_size(const Shape& shape) noexcept {
+  std::optional<Index> n = 1;
+  for (Index e : shape)
+    if (!(n = checked_mul(*n, e))) return std::nullopt;
+  return n;
+}
+
+/// Throws ShapeError "<layer>: the <what> [..] has more elements than a 64-bit index counts" unless the
+/// element count of `shape` (whose negative extents stand for an extent that overflowed already) fits
+/// Index: the output of an op whose extents come from arguments, checked before it is allocated.
+inline void check_element_count(std::string_view layer, std::string_view what, const Shape& shape) {
+  if (!checked_shape_size(shape))
+    throw ShapeError(fmt::format("{}: the {} {} has more elements than a 64-bit index counts", layer, what,
+                                 shape_str(shape)));
+}
+
+/// A tensor (uninitialised, as Eigen's) of extents `dims`, after check_element_count.
 template <class T, class... I>
 [[nodiscard]] Tensor<T, static_cast<int>(sizeof...(I))> checked_tensor(std::string_view layer, std::string_view what,
                                                                       I... dims) {
-  const Shape s{static_cast<Index>(dims)...};
-  if (!checked_shape_size(s))
-    throw ShapeError(fmt::format("{}: the {} {} has more elements than a 64-bit index counts", layer, what,
-                                 shape_str(s)));
+  check_element_count(layer, what, Shape{static_cast<Index>(dims)...});
   return Tensor<T, static_cast<int>(sizeof...(I))>(static_cast<Index>(dims)...);
 }
 

@@ -155,12 +155,10 @@ inline Geometry2d window_geometry(std::string_view layer, Index in_h, Index in_w
   return g;
 }
 
-/// Throws ShapeError naming `layer` unless the output `[batch, g.out_h, g.out_w, channels]` has an element
-/// count that a 64-bit index holds (`channels` < 0: its product overflowed already).
+/// check_element_count of the output `[batch, g.out_h, g.out_w, channels]` (`channels` < 0: its product
+/// overflowed already).
 inline void check_output(std::string_view layer, Index batch, const Geometry2d& g, Index channels) {
-  if (channels < 0 || !checked_shape_size({batch, g.out_h, g.out_w, channels}))
-    throw ShapeError(fmt::format("{}: the output [{}, {}, {}, {}] has more elements than a 64-bit index counts",
-                                 layer, batch, g.out_h, g.out_w, channels < 0 ? "overflow" : fmt::to_string(channels)));
+  check_element_count(layer, "output", {batch, g.out_h, g.out_w, channels});
 }
 
 /// Checks that `x` is a rank-4 `[B, H, W, C]` shape (ShapeError naming `layer` and `arg` otherwise).
